@@ -1,0 +1,223 @@
+"""The fine-tuning jobs API over httpx: settings, retries, validated pages."""
+
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from archiver.errors import ApiError, AuthError, ConfigError, TryLater
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str = "https://api.portkey.ai/v1"
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # holds secrets
+    timeout: float = 30.0
+    max_retries: int = 5
+    retry_after_cap: float = 60.0
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    max_time: float | None = None  # bound on the whole run, seconds
+    ca_bundle: str | None = None
+
+
+@dataclass
+class Api:
+    """One HTTP client, its retry policy and the count of requests sent."""
+
+    http: httpx.Client
+    settings: Settings
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    requests: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@dataclass(frozen=True)
+class Page:
+    jobs: list[Any]  # items as received; validating them is the store's job
+    has_more: bool
+    after: str | None  # the cursor this page was fetched with
+
+
+def make_api(settings: Settings, transport: httpx.BaseTransport | None = None, **kw: Any) -> Api:
+    http = httpx.Client(
+        base_url=settings.base_url.rstrip("/") + "/",
+        headers=settings.headers,
+        timeout=httpx.Timeout(settings.timeout, connect=min(5.0, settings.timeout)),
+        follow_redirects=False,  # httpx would forward x-portkey-* headers to another origin
+        verify=settings.ca_bundle or True,
+        transport=transport,
+    )
+    return Api(http=http, settings=settings, **kw)
+
+
+def iter_pages(api: Api, limit: int, after: str | None = None) -> Iterator[Page]:
+    """Walk the job list from `after` until has_more is false; never loop on a stuck cursor."""
+    seen_cursors = {after}
+    while True:
+        page = fetch_page(api, limit, after)
+        yield page
+        if not page.has_more:
+            return
+        if not page.jobs:
+            raise ApiError(f"the API said has_more but sent an empty page (after={after}): scan truncated")
+        last = page.jobs[-1]
+        after = last.get("id") if isinstance(last, dict) else None
+        if not isinstance(after, str) or after in seen_cursors:
+            raise ApiError(f"the API's cursor did not move (after={after!r}): refusing to loop")
+        seen_cursors.add(after)
+
+
+def fetch_page(api: Api, limit: int, after: str | None) -> Page:
+    params: dict[str, Any] = {"limit": limit}
+    if after is not None:
+        params["after"] = after
+    body = request_json(api, "fine_tuning/jobs", params)
+    data, has_more = body.get("data"), body.get("has_more")
+    if body.get("object") != "list" or not isinstance(data, list) or not isinstance(has_more, bool):
+        raise ApiError(
+            "the API sent a page that is not a job list "
+            "(expected object 'list', data a list, has_more a boolean)"
+        )
+    return Page(jobs=data, has_more=has_more, after=after)
+
+
+def fetch_job(api: Api, job_id: str) -> dict[str, Any]:
+    body = request_json(api, f"fine_tuning/jobs/{job_id}", {})
+    if body.get("id") != job_id:
+        raise ApiError(f"the API answered GET job {job_id} with another object")
+    return body
+
+
+class Retry(Exception):
+    """A failure worth another attempt; `delay` is what the server asked for, if anything."""
+
+    def __init__(self, message: str, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+def request_json(api: Api, path: str, params: dict[str, Any]) -> dict[str, Any]:
+    """GET a JSON object, retrying transient failures with backoff; everything else is ApiError."""
+    s = api.settings
+    for attempt in range(s.max_retries + 1):
+        try:
+            return attempt_json(api, path, params)
+        except Retry as e:
+            if attempt == s.max_retries:
+                raise ApiError(f"{e} (gave up after {attempt + 1} attempts)") from None
+            if e.delay is not None and e.delay > s.retry_after_cap:
+                raise TryLater(
+                    f"{e}; the API asked to wait {e.delay:.0f}s, more than the "
+                    f"{s.retry_after_cap:.0f}s cap: try again later"
+                ) from None
+            delay = e.delay if e.delay is not None else backoff(s, attempt)
+            if s.max_time is not None and api.clock() - api.started + delay > s.max_time:
+                raise ApiError(f"{e}; out of time (--max-time {s.max_time:g}s)") from None
+            log.warning("%s; retrying in %.2fs (attempt %d of %d)", e, delay, attempt + 2, s.max_retries + 1)
+            api.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def backoff(s: Settings, attempt: int) -> float:
+    """Full jitter: uniform(0, min(max, base * 2**attempt))."""
+    return random.uniform(0, min(s.backoff_max, s.backoff_base * 2**attempt))
+
+
+def attempt_json(api: Api, path: str, params: dict[str, Any]) -> dict[str, Any]:
+    url = api.http.base_url.join(path)
+    where = f"GET {url.copy_with(query=None)}"
+    api.requests += 1
+    try:
+        response = api.http.get(path, params=params)
+    except httpx.TimeoutException:
+        raise Retry(f"{where}: timed out") from None
+    except httpx.ConnectError as e:
+        raise Retry(f"{where}: cannot connect to {url.host} ({reason(e)})") from None
+    except (httpx.TransportError, httpx.DecodingError) as e:
+        raise Retry(f"{where}: connection broke ({reason(e)})") from None
+    return parse_response(response, where)
+
+
+def parse_response(r: httpx.Response, where: str) -> dict[str, Any]:
+    should = r.headers.get("x-should-retry")
+    if r.status_code >= 300 or r.status_code < 200:
+        message = f"{where}: HTTP {r.status_code}{api_message(r)}"
+        if should == "true" or (should != "false" and r.status_code in RETRY_STATUSES):
+            raise Retry(message, retry_after(r))
+        raise final_error(r, message)
+    try:
+        body = r.json()
+    except ValueError:
+        raise Retry(f"{where}: HTTP {r.status_code} but the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(f"{where}: expected a JSON object, got {type(body).__name__}")
+    return body
+
+
+def final_error(r: httpx.Response, message: str) -> ApiError | ConfigError:
+    code = r.status_code
+    if code in (401, 403):
+        return AuthError(
+            f"{message}: the credentials or routing headers were refused; check PORTKEY_API_KEY "
+            "and PORTKEY_VIRTUAL_KEY / PORTKEY_PROVIDER (+ PORTKEY_PROVIDER_API_KEY) / PORTKEY_CONFIG"
+        )
+    if code == 404:
+        return ConfigError(f"{message}: no fine-tuning jobs endpoint here; check PORTKEY_BASE_URL")
+    if code == 412:
+        return ApiError(f"{message}: Portkey budget exhausted", code)
+    if 300 <= code < 400:
+        return ApiError(f"{message}: redirects are not followed (they would carry the keys elsewhere)", code)
+    return ApiError(message, code)
+
+
+def api_message(r: httpx.Response) -> str:
+    """The API's own error message, on one line and short; never the request or its headers."""
+    try:
+        body = r.json()
+    except ValueError:
+        return ""
+    err = body.get("error") if isinstance(body, dict) else None
+    msg = err.get("message") if isinstance(err, dict) else None
+    if not isinstance(msg, str) or not msg:
+        return ""
+    return ": " + " ".join(msg.split())[:300]
+
+
+def retry_after(r: httpx.Response) -> float | None:
+    """Seconds the server asked to wait: retry-after-ms, then Retry-After seconds or HTTP date."""
+    ms = r.headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = r.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def reason(e: Exception) -> str:
+    return " ".join(str(e).split())[:200] or type(e).__name__

@@ -1,0 +1,45 @@
+"""Errors a user can act on, each with its exit code.
+
+    ArchiverError                 1  operational failure, archive intact
+    ├── ConfigError               2  bad option, missing setting, schema not migrated
+    │   └── AuthError             2  credentials or routing headers refused (401/403)
+    ├── ApiError                  1  the API failed or answered nonsense (after retries)
+    ├── DatabaseError             4  archive locked, full, read-only or unreachable
+    ├── RejectedItems             3  run completed, some items quarantined
+    └── TryLater                 75  another sync holds the lock, or the API asked to wait too long
+
+Signals are not errors: SIGINT exits 130 and SIGTERM 143 (see cli.py).
+Anything else is a bug and keeps its traceback.
+"""
+
+
+class ArchiverError(Exception):
+    """A failure explained in one line written for the user."""
+
+    exit_code = 1
+
+
+class ConfigError(ArchiverError):
+    exit_code = 2
+
+
+class AuthError(ConfigError):
+    pass
+
+
+class ApiError(ArchiverError):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class DatabaseError(ArchiverError):
+    exit_code = 4
+
+
+class RejectedItems(ArchiverError):
+    exit_code = 3
+
+
+class TryLater(ArchiverError):
+    exit_code = 75

@@ -1,0 +1,140 @@
+"""The archive's tables, as SQLAlchemy Core objects; the migrations create them."""
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Double,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+Serial = BigInteger().with_variant(Integer(), "sqlite")
+
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("started_at", Double, nullable=False),  # Unix seconds, like the API's times
+    Column("finished_at", Double),
+    Column("status", Text, nullable=False),  # running, succeeded, failed, interrupted
+    Column("mode", Text, nullable=False),  # full or incremental
+    Column("pages", Integer, nullable=False, default=0),
+    Column("requests", Integer, nullable=False, default=0),
+    Column("jobs_seen", Integer, nullable=False, default=0),
+    Column("jobs_inserted", Integer, nullable=False, default=0),
+    Column("jobs_updated", Integer, nullable=False, default=0),
+    Column("jobs_unchanged", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Column("base_url", Text),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("object", Text),
+    Column("created_at", BigInteger),
+    Column("finished_at", BigInteger),
+    Column("estimated_finish", BigInteger),
+    Column("status", Text),
+    Column("model", Text),
+    Column("fine_tuned_model", Text),
+    Column("organization_id", Text),
+    Column("trained_tokens", BigInteger),
+    Column("training_file", Text),
+    Column("validation_file", Text),
+    Column("seed", BigInteger),
+    Column("user_provided_suffix", Text),
+    Column("method_type", Text),
+    Column("n_epochs", Text),
+    Column("batch_size", Text),
+    Column("learning_rate_multiplier", Text),
+    Column("metadata", JSON),
+    Column("raw", JSON, nullable=False),
+    Column("content_hash", Text, nullable=False),
+    Column("first_seen_at", Double, nullable=False),
+    Column("last_seen_at", Double, nullable=False),
+    Column("last_sync_run_id", ForeignKey("sync_runs.id", ondelete="SET NULL")),
+    Index(None, "status"),
+    Index(None, "created_at"),
+)
+
+
+def job_fk() -> Column:  # type: ignore[type-arg]
+    return Column("job_id", ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+
+
+errors = Table(
+    "errors",
+    metadata,
+    job_fk(),
+    Column("code", Text),
+    Column("message", Text),
+    Column("param", Text),
+)
+
+result_files = Table(
+    "result_files",
+    metadata,
+    job_fk(),
+    Column("position", Integer, primary_key=True),
+    Column("file_id", Text),
+)
+
+integrations = Table(
+    "integrations",
+    metadata,
+    job_fk(),
+    Column("position", Integer, primary_key=True),
+    Column("type", Text),
+    Column("wandb_project", Text),
+    Column("wandb_name", Text),
+    Column("wandb_entity", Text),
+    Column("settings", JSON),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    job_fk(),
+    Column("integration_position", Integer, primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("tag", Text),
+    ForeignKeyConstraint(
+        ["job_id", "integration_position"],
+        ["integrations.job_id", "integrations.position"],
+        ondelete="CASCADE",
+    ),
+)
+
+job_history = Table(
+    "job_history",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("job_id", ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("sync_run_id", ForeignKey("sync_runs.id", ondelete="SET NULL")),
+    Column("observed_at", Double, nullable=False),
+    Column("status", Text),
+    Column("content_hash", Text, nullable=False),
+    Column("raw", JSON, nullable=False),
+    Index(None, "job_id", "id"),
+)
+
+CHILD_TABLES = (tags, integrations, result_files, errors)  # delete order

@@ -1,0 +1,202 @@
+"""Shared fixtures: a SQLite file and a real PostgreSQL database per test, the served fake, the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from archiver import db, models
+from tests.fake_api import AUTH_HEADERS, FakeApi, serve
+
+PG_URL = os.environ.get("ARCHIVER_TEST_POSTGRES_URL")
+REQUIRE_PG = os.environ.get("ARCHIVER_REQUIRE_POSTGRES") == "1"
+
+
+def pg_admin() -> sa.Engine | None:
+    if not PG_URL:
+        if REQUIRE_PG:
+            pytest.fail("ARCHIVER_REQUIRE_POSTGRES=1 but ARCHIVER_TEST_POSTGRES_URL is not set")
+        pytest.skip("no PostgreSQL server: set ARCHIVER_TEST_POSTGRES_URL (.ci/run does)")
+    return sa.create_engine(db.parse_url(PG_URL), isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty archive: a SQLite file path, or a new database on the PostgreSQL server."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "archive.db")
+        return
+    admin = pg_admin()
+    assert admin is not None
+    name = f"archiver_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = db.parse_url(PG_URL).set(database=name)  # type: ignore[arg-type]
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    engine = db.make_engine(db.parse_url(db_url))
+    db.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def fake() -> FakeApi:
+    return FakeApi()
+
+
+@pytest.fixture
+def base_url(fake: FakeApi) -> Iterator[str]:
+    with serve(fake) as url:
+        yield url
+
+
+def cli_env(base_url: str, **extra: str) -> dict[str, str]:
+    """A clean environment: nothing from the developer's shell leaks into the run."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PORTKEY_", "ARCHIVER_"))}
+    env.update(
+        PORTKEY_BASE_URL=base_url,
+        PORTKEY_API_KEY=AUTH_HEADERS["x-portkey-api-key"],
+        PORTKEY_VIRTUAL_KEY=AUTH_HEADERS["x-portkey-virtual-key"],
+        PYTHONWARNINGS="error",
+    )
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "archiver", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+# The oracle: what the archive must hold for a list of served jobs, written independently of store.py.
+def nul_policy(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
+
+def hp_text(value: Any) -> str | None:
+    return None if value is None else value if isinstance(value, str) else json.dumps(value)
+
+
+def expected_archive(served: list[dict[str, Any]]) -> dict[str, list[tuple[Any, ...]]]:
+    latest = {job["id"]: job for job in served}
+    out: dict[str, list[tuple[Any, ...]]] = {t: [] for t in TABLE_KEYS}
+    for job_id, j in sorted(latest.items()):
+        method = j.get("method") or {}
+        hp = (method.get(method.get("type")) or {}).get("hyperparameters") if method else None
+        hp = hp or j.get("hyperparameters") or {}
+        out["jobs"].append(
+            (
+                job_id,
+                j["object"],
+                j["created_at"],
+                j["finished_at"],
+                j.get("estimated_finish"),
+                j["status"],
+                j["model"],
+                j["fine_tuned_model"],
+                j["organization_id"],
+                j["trained_tokens"],
+                j["training_file"],
+                j["validation_file"],
+                j["seed"],
+                nul_policy(j.get("user_provided_suffix")),
+                method.get("type"),
+                hp_text(hp.get("n_epochs")),
+                hp_text(hp.get("batch_size")),
+                hp_text(hp.get("learning_rate_multiplier")),
+                j.get("metadata"),
+                j,
+            )
+        )
+        err = j.get("error") or {}
+        if err.get("code") is not None or err.get("message") is not None:
+            out["errors"].append((job_id, err["code"], nul_policy(err["message"]), err["param"]))
+        for pos, file_id in enumerate(j["result_files"]):
+            out["result_files"].append((job_id, pos, file_id))
+        for pos, integ in enumerate(j.get("integrations") or []):
+            w = integ["wandb"]
+            out["integrations"].append(
+                (job_id, pos, integ["type"], w["project"], w.get("name"), w.get("entity"), integ)
+            )
+            for tpos, tag in enumerate(w.get("tags") or []):
+                out["tags"].append((job_id, pos, tpos, nul_policy(tag)))
+    return out
+
+
+TABLE_KEYS = {
+    "jobs": [
+        "id",
+        "object",
+        "created_at",
+        "finished_at",
+        "estimated_finish",
+        "status",
+        "model",
+        "fine_tuned_model",
+        "organization_id",
+        "trained_tokens",
+        "training_file",
+        "validation_file",
+        "seed",
+        "user_provided_suffix",
+        "method_type",
+        "n_epochs",
+        "batch_size",
+        "learning_rate_multiplier",
+        "metadata",
+        "raw",
+    ],
+    "errors": ["job_id", "code", "message", "param"],
+    "result_files": ["job_id", "position", "file_id"],
+    "integrations": ["job_id", "position", "type", "wandb_project", "wandb_name", "wandb_entity", "settings"],
+    "tags": ["job_id", "integration_position", "position", "tag"],
+}
+
+
+def read_archive(engine: sa.Engine) -> dict[str, list[tuple[Any, ...]]]:
+    out = {}
+    with engine.connect() as conn:
+        for name, cols in TABLE_KEYS.items():
+            table = models.metadata.tables[name]
+            order = [c for c in table.primary_key.columns]
+            rows = conn.execute(sa.select(*(table.c[c] for c in cols)).order_by(*order))
+            out[name] = [tuple(r) for r in rows]
+    return out
+
+
+def count_rows(engine: sa.Engine, table: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(sa.func.count()).select_from(models.metadata.tables[table])
+        ).scalar_one()
+
+
+def assert_archive_equals(engine: sa.Engine, served: list[dict[str, Any]]) -> None:
+    actual, expected = read_archive(engine), expected_archive(served)
+    for name in TABLE_KEYS:
+        assert actual[name] == expected[name], f"table {name} differs from what the fake served"

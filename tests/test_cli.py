@@ -1,0 +1,158 @@
+"""The installed command end to end: a real HTTP server on 127.0.0.1, real databases, subprocesses."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from archiver import db
+from archiver.cli import cli
+from tests.conftest import assert_archive_equals, cli_env, count_rows, run_cli
+from tests.fake_api import API_KEY, VIRTUAL_KEY, FakeApi, make_jobs
+
+
+def test_sync_2500_jobs_equals_what_was_served_and_resync_writes_nothing(
+    db_url: str, fake: FakeApi, base_url: str
+) -> None:
+    fake.jobs = make_jobs(2500, seed=11)
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
+    first = run_cli("sync", "--json", env=env)
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert {k: summary[k] for k in ("pages", "requests", "jobs_seen", "jobs_inserted", "jobs_updated")} == {
+        "pages": 25,
+        "requests": 25,
+        "jobs_seen": 2500,
+        "jobs_inserted": 2500,
+        "jobs_updated": 0,
+    }
+    assert "Migrated the archive's schema from empty to" in first.stderr
+    assert re.search(
+        r"Synced 2,500 jobs \(2,500 new, 0 changed, 0 unchanged\) in 25 pages, 25 requests, "
+        r"into \S+ in [\d.]+s",
+        first.stderr,
+    )
+    engine = db.make_engine(db.parse_url(db_url))
+    assert_archive_equals(engine, fake.jobs)
+
+    second = run_cli("sync", env=env)
+    assert second.returncode == 0, second.stderr
+    assert "(0 new, 0 changed, 2,500 unchanged)" in second.stderr
+    assert "Migrated" not in second.stderr
+    assert_archive_equals(engine, fake.jobs)
+    assert count_rows(engine, "job_history") == 2500
+    engine.dispose()
+
+
+def test_sync_defaults_to_archive_db_in_the_current_directory(
+    tmp_path: Path, fake: FakeApi, base_url: str
+) -> None:
+    fake.jobs = make_jobs(5)
+    result = run_cli("sync", env=cli_env(base_url), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "sqlite:///archive.db" in result.stderr
+    assert (tmp_path / "archive.db").exists()
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("unset", [("PORTKEY_VIRTUAL_KEY",), ()])
+def test_missing_routing_exits_2_before_any_request(
+    tmp_path: Path, fake: FakeApi, base_url: str, unset: tuple[str, ...]
+) -> None:
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=str(tmp_path / "a.db"), PORTKEY_VIRTUAL_KEY="")
+    result = run_cli("sync", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "archiver: error: no Portkey routing configured: set PORTKEY_VIRTUAL_KEY "
+        "(or PORTKEY_PROVIDER_VIRTUAL_KEY), PORTKEY_PROVIDER or PORTKEY_CONFIG"
+    ]
+    assert fake.requests == []
+
+
+def test_provider_mode_sends_portkey_headers(tmp_path: Path, fake: FakeApi, base_url: str) -> None:
+    fake.jobs = make_jobs(3)
+    fake.required = {
+        "x-portkey-api-key": API_KEY,
+        "x-portkey-provider": "openai",
+        "authorization": "Bearer sk-provider-1",
+        "x-portkey-custom-host": "http://localhost:9/v1",
+    }
+    env = cli_env(
+        base_url,
+        ARCHIVER_DATABASE_URL=str(tmp_path / "a.db"),
+        PORTKEY_VIRTUAL_KEY="",
+        PORTKEY_PROVIDER="openai",
+        PORTKEY_PROVIDER_API_KEY="sk-provider-1",
+        PORTKEY_CUSTOM_HOST="http://localhost:9/v1",
+    )
+    result = run_cli("sync", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "x-portkey-virtual-key" not in fake.requests[0].headers
+
+
+def test_provider_virtual_key_name_from_portkeys_example(
+    tmp_path: Path, fake: FakeApi, base_url: str
+) -> None:
+    env = cli_env(
+        base_url,
+        ARCHIVER_DATABASE_URL=str(tmp_path / "a.db"),
+        PORTKEY_VIRTUAL_KEY="",
+        PORTKEY_PROVIDER_VIRTUAL_KEY=VIRTUAL_KEY,
+    )
+    result = run_cli("sync", env=env)
+    assert result.returncode == 0, result.stderr
+    assert fake.requests[0].headers["x-portkey-virtual-key"] == VIRTUAL_KEY
+
+
+def test_no_migrate_refuses_an_empty_archive(tmp_path: Path, base_url: str) -> None:
+    result = run_cli(
+        "sync", "--no-migrate", env=cli_env(base_url, ARCHIVER_DATABASE_URL=str(tmp_path / "a.db"))
+    )
+    assert result.returncode == 2
+    assert "run `archiver db upgrade` or drop --no-migrate" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_db_upgrade_and_current(db_url: str) -> None:
+    if db_url.startswith("postgresql"):  # the test server trusts loopback, so any password is accepted
+        db_url = db_url.replace("postgres@", "postgres:db-pw-canary@")
+    env = cli_env("http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=db_url)
+    before = run_cli("db", "current", env=env)
+    assert (before.returncode, before.stdout.startswith("empty (head is ")) == (0, True)
+    up = run_cli("db", "upgrade", env=env)
+    assert up.returncode == 0, up.stderr
+    after = run_cli("db", "current", env=env)
+    assert after.stdout.strip() == f"{db.head()} (head)"
+    if db_url.startswith("postgresql"):
+        assert ":***@" in up.stderr
+    assert "db-pw-canary" not in up.stderr + up.stdout + after.stdout + after.stderr
+
+
+def test_version_and_every_command_has_help_with_an_example() -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--version"]).output.startswith("archiver, version ")
+    commands = [["sync"], ["db", "upgrade"], ["db", "current"]]
+    for args in commands:
+        result = runner.invoke(cli, [*args, "--help"])
+        assert result.exit_code == 0
+        assert "Example:" in result.output, args
+    assert "PORTKEY_VIRTUAL_KEY" in runner.invoke(cli, ["sync", "--help"]).output
+
+
+def test_unreachable_api_is_one_line_exit_1(tmp_path: Path) -> None:
+    db_path = tmp_path / "a.db"
+    env = cli_env("http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=str(db_path), ARCHIVER_MAX_RETRIES="0")
+    result = run_cli("sync", env=env)
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()[-1:]
+    assert line.startswith(
+        "archiver: error: GET http://127.0.0.1:9/v1/fine_tuning/jobs: cannot connect to 127.0.0.1"
+    )
+    assert "Traceback" not in result.stderr
+    engine = db.make_engine(db.parse_url(str(db_path)))
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT status FROM sync_runs")).scalar_one() == "failed"
+    engine.dispose()

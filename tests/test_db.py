@@ -1,0 +1,70 @@
+"""Schema migrations and engine settings, on SQLite and PostgreSQL."""
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from archiver import db
+
+TABLES = {"jobs", "errors", "result_files", "integrations", "tags", "sync_runs", "job_history"}
+
+
+def tables(engine: sa.Engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names()) - {"alembic_version"}
+
+
+def test_upgrade_downgrade_upgrade(db_url: str) -> None:
+    engine = db.make_engine(db.parse_url(db_url))
+    db.upgrade(engine)
+    assert tables(engine) >= TABLES
+    db.downgrade(engine, "base")
+    assert tables(engine) == set()
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        assert db.current(conn) == db.head()
+    engine.dispose()
+
+
+def test_models_match_migrations(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        command.check(db.alembic_config(conn))  # raises if autogenerate finds a difference
+
+
+def test_ensure_schema_refuses_without_migrate(db_url: str) -> None:
+    from archiver.errors import ConfigError
+
+    engine = db.make_engine(db.parse_url(db_url))
+    with pytest.raises(ConfigError, match="archiver db upgrade"):
+        db.ensure_schema(engine, migrate=False)
+    assert tables(engine) == set()
+    assert db.ensure_schema(engine, migrate=True) == "empty"
+    assert db.ensure_schema(engine, migrate=False) is None
+    engine.dispose()
+
+
+def test_sqlite_pragmas_and_private_file(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        engine = db.make_engine(db.parse_url(str(tmp_path / "a.db")))
+        with engine.begin() as conn:
+            settings = [
+                conn.exec_driver_sql(f"PRAGMA {p}").scalar()
+                for p in ("journal_mode", "foreign_keys", "busy_timeout", "synchronous")
+            ]
+            conn.exec_driver_sql("CREATE TABLE t (x)")
+        assert settings == ["wal", 1, db.BUSY_TIMEOUT_MS, 2]
+        for name in ("a.db", "a.db-wal", "a.db-shm"):
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+        engine.dispose()
+    finally:
+        os.umask(old)
+
+
+def test_parse_url() -> None:
+    assert db.parse_url("x/archive.db").render_as_string() == "sqlite:///x/archive.db"
+    assert db.parse_url("postgresql://u:pw@h/d").drivername == "postgresql+psycopg"
+    assert db.show_url(db.parse_url("postgresql://u:pw@h/d")) == "postgresql+psycopg://u:***@h/d"
