@@ -16,7 +16,7 @@ with serve(fake) as base_url, tempfile.TemporaryDirectory() as tmp:
         "PORTKEY_API_KEY": AUTH_HEADERS["x-portkey-api-key"],
         "PORTKEY_VIRTUAL_KEY": AUTH_HEADERS["x-portkey-virtual-key"],
     }
-    subprocess.run([sys.argv[1], "sync"], env=env, cwd=tmp, check=True)
+    subprocess.run([os.path.abspath(sys.argv[1]), "sync"], env=env, cwd=tmp, check=True)
     count = (
         sqlite3.connect(os.path.join(tmp, "archive.db")).execute("SELECT count(*) FROM jobs").fetchone()[0]
     )
