@@ -4,7 +4,9 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -13,9 +15,9 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from archiver import __version__, db
+from archiver import __version__, db, reports
 from archiver.client import Settings, make_api
-from archiver.errors import ArchiverError, ConfigError
+from archiver.errors import ArchiverError, ConfigError, Interrupted
 from archiver.sync import SyncResult, sync
 
 log = logging.getLogger("archiver")
@@ -105,8 +107,25 @@ class Group(click.Group):
             say(f"archiver: error: {e}")
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
-            say("archiver: interrupted")
+            say("archiver: interrupted by SIGINT")
             ctx.exit(130)
+        except Interrupted as e:
+            say(f"archiver: interrupted by {signal.Signals(e.signum).name}")
+            ctx.exit(128 + e.signum)
+
+
+def stop_on_signals() -> None:
+    """First SIGTERM/SIGINT: unwind (the page in flight rolls back, the run is recorded); second: exit now."""
+    hit: list[int] = []
+
+    def handler(signum: int, _frame: Any) -> None:
+        if hit:
+            os._exit(128 + signum)
+        hit.append(signum)
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 @click.group(cls=Group, epilog=ENV_HELP)
@@ -174,107 +193,62 @@ def open_engine(database: str, *, read_only: bool = False) -> Iterator[Engine]:
         engine.dispose()
 
 
+def setting(flag: str, default: Any, kind: Any, help: str, envvar: str | None = None) -> Any:
+    """A long option with its environment variable (ARCHIVER_<NAME> unless given), both in --help."""
+    envvar = envvar or "ARCHIVER_" + flag.lstrip("-").replace("-", "_").upper()
+    return click.option(
+        flag,
+        default=default,
+        type=kind,
+        envvar=envvar,
+        show_envvar=True,
+        show_default=default is not None,
+        help=help,
+    )
+
+
 @cli.command("sync", epilog=ENV_HELP)
 @db_option
-@click.option(
+@setting(
     "--base-url",
-    default="https://api.portkey.ai/v1",
+    "https://api.portkey.ai/v1",
+    str,
+    "The gateway's base URL; self-hosted: http://localhost:8787/v1.",
     envvar="PORTKEY_BASE_URL",
-    show_envvar=True,
-    show_default=True,
-    help="The gateway's base URL; self-hosted: http://localhost:8787/v1.",
 )
-@click.option(
-    "--limit",
-    default=100,
-    show_default=True,
-    envvar="ARCHIVER_LIMIT",
-    show_envvar=True,
-    type=click.IntRange(1, 10_000),
-    help="Jobs per page to ask for.",
-)
-@click.option(
-    "--no-migrate", is_flag=True, help="Refuse to run on an outdated schema instead of migrating it."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
-@click.option(
-    "--timeout",
-    default=30.0,
-    show_default=True,
-    envvar="ARCHIVER_TIMEOUT",
-    show_envvar=True,
-    type=click.FloatRange(0.1),
-    help="Seconds to wait for a response (connect: at most 5).",
-)
-@click.option(
-    "--max-retries",
-    default=5,
-    show_default=True,
-    envvar="ARCHIVER_MAX_RETRIES",
-    show_envvar=True,
-    type=click.IntRange(0, 20),
-    help="Retries per request for 408/409/429/5xx and network failures.",
-)
-@click.option(
+@setting("--limit", 100, click.IntRange(1, 10_000), "Jobs per page to ask for.")
+@setting("--timeout", 30.0, click.FloatRange(0.1), "Seconds to wait for a response (connect: at most 5).")
+@setting("--max-retries", 5, click.IntRange(0, 20), "Retries per request: 408/409/429/5xx, network errors.")
+@setting(
     "--retry-after-cap",
-    default=60.0,
-    show_default=True,
-    envvar="ARCHIVER_RETRY_AFTER_CAP",
-    show_envvar=True,
-    type=click.FloatRange(0),
-    help="Longest Retry-After to honour; a longer one ends the run with exit 75.",
+    60.0,
+    click.FloatRange(0),
+    "Longest Retry-After to honour; a longer one ends the run with exit 75.",
 )
-@click.option(
-    "--max-time",
-    default=None,
-    envvar="ARCHIVER_MAX_TIME",
-    show_envvar=True,
-    type=click.FloatRange(1),
-    help="Give up retrying once the run has taken this many seconds.",
-)
-@click.option(
-    "--ca-bundle",
-    default=None,
-    envvar="ARCHIVER_CA_BUNDLE",
-    show_envvar=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="PEM file of a private CA to trust.",
-)
-def sync_command(
-    database: str,
-    base_url: str,
-    limit: int,
-    no_migrate: bool,
-    as_json: bool,
-    timeout: float,
-    max_retries: int,
-    retry_after_cap: float,
-    max_time: float | None,
-    ca_bundle: str | None,
-) -> None:
-    """Copy every fine-tuning job into the archive.
+@setting("--max-time", None, click.FloatRange(1), "Stop retrying once the run has taken this many seconds.")
+@setting("--ca-bundle", None, click.Path(exists=True, dir_okay=False), "PEM file of a private CA to trust.")
+@click.option("--full", is_flag=True, help="Walk the whole history instead of stopping at known jobs.")
+@click.option("--no-migrate", is_flag=True, help="Refuse an outdated schema instead of migrating it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
+def sync_command(database: str, limit: int, full: bool, no_migrate: bool, as_json: bool, **http: Any) -> None:
+    """Copy new and changed fine-tuning jobs into the archive (all of them with --full).
+
+    Incremental by default: it stops once it reaches jobs already archived in a final state,
+    after seeing again every job the archive holds in flight. Only one sync runs at a time.
 
     \b
     Example:
       PORTKEY_API_KEY=... PORTKEY_VIRTUAL_KEY=... archiver sync --db archive.db
     """
-    settings = load_settings(
-        base_url,
-        timeout=timeout,
-        max_retries=max_retries,
-        retry_after_cap=retry_after_cap,
-        max_time=max_time,
-        ca_bundle=ca_bundle,
-    )
-    with open_engine(database) as engine:
+    settings = load_settings(**http)
+    stop_on_signals()
+    with open_engine(database) as engine, db.run_lock(engine):
         migrated = db.ensure_schema(engine, migrate=not no_migrate)
         if migrated:
             say(f"Migrated the archive's schema from {migrated} to {db.head()}")
-        api = make_api(settings)
-        try:
-            result = sync(api, engine, limit=limit, on_page=progress() if sys.stderr.isatty() else None)
-        finally:
-            api.close()
+        with make_api(settings) as api:
+            on_page = progress() if sys.stderr.isatty() else None
+            result = sync(api, engine, full=full, limit=limit, on_page=on_page)
         where = db.show_url(engine.url)
     say(summary(result, where))
     if as_json:
@@ -343,3 +317,55 @@ def db_current(database: str) -> None:
         now = db.current(conn)
     head = db.head()
     click.echo(f"{now or 'empty'}{' (head)' if now == head else f' (head is {head})'}")
+
+
+@cli.command("runs")
+@db_option
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1), help="How many runs to show.")
+@click.option("--format", "fmt", type=click.Choice(reports.FORMATS), default="table", show_default=True)
+def runs_command(database: str, limit: int, fmt: str) -> None:
+    """List recent sync runs, newest first.
+
+    \b
+    Example:
+      archiver runs --limit 5
+    """
+    with open_engine(database, read_only=True) as engine, engine.connect() as conn:
+        rows = reports.recent_runs(conn, limit)
+    click.echo(reports.render(reports.RUN_COLUMNS, rows, fmt))
+
+
+def parse_age(value: str) -> float:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
+    if not match:
+        raise click.BadParameter("use a number with s, m, h or d, e.g. 90m or 2h")
+    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+
+
+@cli.command("status")
+@db_option
+@click.option(
+    "--max-age", default=None, help="Exit 1 if the last successful sync is older, e.g. 2h, 30m, 1d."
+)
+def status_command(database: str, max_age: str | None) -> None:
+    """Print when the archive was last synced; exit 1 if that is too old or the last run failed.
+
+    \b
+    Example (for monitoring):
+      archiver status --max-age 2h || echo "archive is stale"
+    """
+    limit = parse_age(max_age) if max_age else None
+    with open_engine(database, read_only=True) as engine, engine.connect() as conn:
+        last, ok = reports.last_run(conn), reports.last_run(conn, "succeeded")
+    if ok is None:
+        click.echo("never synced successfully")
+    else:
+        age = time.time() - (ok.finished_at or ok.started_at)
+        click.echo(
+            f"last successful sync: run {ok.id} at {reports.utc(ok.finished_at)} ({age / 60:.0f} min ago)"
+        )
+    if last is not None and last.status not in ("succeeded", "running"):
+        click.echo(f"last run {last.id} {last.status}: {last.error}")
+    stale = ok is None or (limit is not None and age > limit)
+    if stale or (last is not None and last.status not in ("succeeded", "running")):
+        sys.exit(1)

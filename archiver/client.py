@@ -41,7 +41,10 @@ class Api:
     requests: int = 0
     started: float = field(default_factory=time.monotonic)
 
-    def close(self) -> None:
+    def __enter__(self) -> "Api":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.http.close()
 
 

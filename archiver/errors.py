@@ -43,3 +43,11 @@ class RejectedItems(ArchiverError):
 
 class TryLater(ArchiverError):
     exit_code = 75
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT arrived; the current page is rolled back and the run recorded."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

@@ -3,6 +3,7 @@
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Double,
     ForeignKey,
@@ -138,3 +139,12 @@ job_history = Table(
 )
 
 CHILD_TABLES = (tags, integrations, result_files, errors)  # delete order
+
+sync_state = Table(
+    "sync_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # one row, id 1
+    Column("history_complete", Boolean, nullable=False),  # a walk has reached has_more: false
+    Column("resume_after", Text),  # cursor of the last committed page of an unfinished walk
+    Column("updated_at", Double),
+)

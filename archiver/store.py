@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, delete, insert, select, update
+from sqlalchemy import Connection, Insert, Table, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from archiver.models import (
@@ -19,6 +19,7 @@ from archiver.models import (
     jobs,
     result_files,
     sync_runs,
+    sync_state,
     tags,
 )
 
@@ -38,6 +39,7 @@ TEXT_FIELDS = (
 )
 HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier")
 INT64 = range(-(2**63), 2**63)
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 
 
 @dataclass
@@ -45,6 +47,7 @@ class PageCounts:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    quiet: bool = False  # every job already archived, unchanged and terminal: the incremental stop signal
 
 
 def content_hash(job: JSONObj) -> str:
@@ -215,6 +218,7 @@ def upsert_page(conn: Connection, page: Iterable[JSONObj], run_id: int, now: flo
     changed = [job_id for job_id, h in hashes.items() if stored.get(job_id) != h]
     counts = PageCounts(unchanged=len(by_id) - len(changed))
     if not changed:
+        counts.quiet = all(job.get("status") in TERMINAL for job in by_id.values())
         return counts
     updated = [job_id for job_id in changed if job_id in stored]
     counts.updated, counts.inserted = len(updated), len(changed) - len(updated)
@@ -260,3 +264,31 @@ def start_run(conn: Connection, mode: str, base_url: str, now: float) -> int:
 
 def save_run(conn: Connection, run_id: int, **values: Any) -> None:
     conn.execute(update(sync_runs).where(sync_runs.c.id == run_id).values(**values))
+
+
+@dataclass
+class State:
+    history_complete: bool = False
+    resume_after: str | None = None
+
+
+def load_state(conn: Connection) -> State:
+    row = conn.execute(select(sync_state.c.history_complete, sync_state.c.resume_after)).first()
+    return State(*row) if row else State()
+
+
+def save_state(conn: Connection, now: float, **values: Any) -> None:
+    conn.execute(update(sync_state).where(sync_state.c.id == 1).values(updated_at=now, **values))
+
+
+def in_flight(conn: Connection) -> dict[str, int | None]:
+    """Archived jobs not yet in a terminal status (any status the API adds counts as in flight)."""
+    query = select(jobs.c.id, jobs.c.created_at).where(
+        jobs.c.status.is_(None) | jobs.c.status.not_in(sorted(TERMINAL))
+    )
+    return {job_id: created for job_id, created in conn.execute(query)}
+
+
+def count_created_between(conn: Connection, oldest: int, newest: int) -> int:
+    query = select(func.count()).where(jobs.c.created_at >= oldest, jobs.c.created_at <= newest)
+    return conn.execute(query).scalar_one()

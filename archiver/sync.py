@@ -1,17 +1,35 @@
-"""One sync run: walk the API's pages and write each in its own transaction, logging the run."""
+"""One sync run: walk the API's pages newest first, one transaction per page, and know when to stop.
+
+Incremental runs stop early: once a page holds only archived, unchanged, terminal jobs, and every
+job the archive holds in flight has been seen again (walked past, or fetched one by one when that
+is cheaper). Until one walk has reached the end of the history, runs keep walking to the end; an
+interrupted walk resumes from its checkpoint, the cursor committed with its last page.
+"""
 
 import logging
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from archiver.client import Api, iter_pages
+from archiver.client import Api, fetch_job, iter_pages
 from archiver.db import database_error
-from archiver.errors import ApiError, ArchiverError
-from archiver.store import JSONObj, PageCounts, save_run, start_run, upsert_page
+from archiver.errors import ApiError, ArchiverError, Interrupted
+from archiver.store import (
+    JSONObj,
+    PageCounts,
+    State,
+    count_created_between,
+    in_flight,
+    load_state,
+    save_run,
+    save_state,
+    start_run,
+    upsert_page,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +61,39 @@ class SyncResult:
         }
 
     def add(self, counts: PageCounts, seen: int) -> None:
-        self.pages += 1
         self.seen += seen
         self.inserted += counts.inserted
         self.updated += counts.updated
         self.unchanged += counts.unchanged
+
+
+@dataclass
+class Run:
+    """What one run needs while it walks."""
+
+    api: Api
+    engine: Engine
+    result: SyncResult
+    limit: int
+    on_page: Callable[[SyncResult], None] | None
+    pending: dict[str, int | None]  # in-flight jobs not yet seen again: id -> created_at
+    state: State
+    order_ok: bool = True
+
+    def write(self, jobs: list[JSONObj], **state: object) -> PageCounts:
+        """One transaction: the jobs, the checkpoint (if any) and the run's counters."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            counts = upsert_page(conn, jobs, self.result.run_id, now)
+            self.result.add(counts, len(jobs))
+            self.result.requests = self.api.requests
+            if any(getattr(self.state, k) != v for k, v in state.items()):
+                save_state(conn, now, **state)
+                self.state = replace(self.state, **state)  # type: ignore[arg-type]
+            save_run(conn, self.result.run_id, **self.result.counters())
+        for job in jobs:
+            self.pending.pop(job["id"], None)
+        return counts
 
 
 def ensure_jobs(items: list[object], after: str | None) -> list[JSONObj]:
@@ -61,44 +107,111 @@ def sync(
     api: Api,
     engine: Engine,
     *,
-    mode: str = "full",
+    full: bool = False,
     limit: int = 100,
     on_page: Callable[[SyncResult], None] | None = None,
 ) -> SyncResult:
-    """Archive every job the API lists; the run is recorded in sync_runs whatever happens."""
+    """Archive the job list; the run is recorded in sync_runs whatever happens."""
+    mode = "full" if full else "incremental"
     with engine.begin() as conn:
         run_id = start_run(conn, mode, str(api.http.base_url), time.time())
-    result = SyncResult(run_id=run_id, mode=mode)
+        state, pending = load_state(conn), in_flight(conn)
+    run = Run(api, engine, SyncResult(run_id=run_id, mode=mode), limit, on_page, pending, state)
     try:
-        for page in iter_pages(api, limit):
-            page_jobs = ensure_jobs(page.jobs, page.after)
-            with engine.begin() as conn:
-                counts = upsert_page(conn, page_jobs, run_id, time.time())
-                result.add(counts, len(page_jobs))
-                result.requests = api.requests
-                save_run(conn, run_id, **result.counters())
-            if on_page:
-                on_page(result)
+        if full or (not state.history_complete and not state.resume_after):
+            walk(run, after=None, stop_early=False, checkpoint=not state.history_complete)
+        elif not walk(run, after=None, stop_early=True, checkpoint=False) and state.resume_after:
+            resume(run, state.resume_after)
     except ArchiverError as e:
-        finish(engine, result, api, "failed", str(e))
+        finish(run, "failed", str(e))
         raise
     except DBAPIError as e:
         error = database_error(e)
-        finish(engine, result, api, "failed", str(error))
+        finish(run, "failed", str(error))
         raise error from None
-    except KeyboardInterrupt:
-        finish(engine, result, api, "interrupted", "interrupted by a signal")
+    except (KeyboardInterrupt, Interrupted):
+        finish(run, "interrupted", "interrupted by a signal")
         raise
-    finish(engine, result, api, "succeeded")
-    return result
+    finish(run, "succeeded")
+    return run.result
 
 
-def finish(engine: Engine, result: SyncResult, api: Api, status: str, error: str | None = None) -> None:
-    result.requests = api.requests
+def resume(run: Run, after: str) -> None:
+    log.info("resuming the unfinished walk after %s", after)
+    pages = run.result.pages
     try:
-        with engine.begin() as conn:
-            save_run(
-                conn, result.run_id, status=status, error=error, finished_at=time.time(), **result.counters()
-            )
+        walk(run, after=after, stop_early=False, checkpoint=True)
+    except ApiError as e:
+        if e.status != 400 or run.result.pages != pages:  # only the checkpoint itself may be refused
+            raise
+        log.warning("the API rejected the checkpoint %s (%s); walking the whole history instead", after, e)
+        walk(run, after=None, stop_early=False, checkpoint=True)
+
+
+def walk(run: Run, *, after: str | None, stop_early: bool, checkpoint: bool) -> bool:
+    """Walk from `after`; returns True when it reached the end of the history."""
+    newest_allowed: int | None = None
+    quiet = False
+    for page in iter_pages(run.api, run.limit, after):
+        jobs = ensure_jobs(page.jobs, page.after)
+        newest_allowed = check_order(run, jobs, newest_allowed)
+        if not page.has_more:
+            state: dict[str, object] = {"history_complete": True, "resume_after": None}
+        elif checkpoint:
+            state = {"resume_after": jobs[-1]["id"]}
+        else:
+            state = {}
+        counts = run.write(jobs, **state)
+        run.result.pages += 1
+        if run.on_page:
+            run.on_page(run.result)
+        if not page.has_more:
+            return True
+        quiet = quiet or counts.quiet
+        if stop_early and run.order_ok and quiet and settle_stragglers(run, jobs):
+            return False
+    return True
+
+
+def check_order(run: Run, jobs: list[JSONObj], newest_allowed: int | None) -> int | None:
+    """The stop rule trusts newest-first order; if created_at ever increases, walk to the end."""
+    for job in jobs:
+        created = job.get("created_at")
+        if not isinstance(created, int):
+            continue
+        if newest_allowed is not None and created > newest_allowed and run.order_ok:
+            run.order_ok = False
+            log.warning("the API does not list jobs newest first; walking the whole history this run")
+        newest_allowed = created
+    return newest_allowed
+
+
+def settle_stragglers(run: Run, jobs: list[JSONObj]) -> bool:
+    """True when every in-flight job has been seen again, fetching them one by one if that is cheaper."""
+    if not run.pending:
+        return True
+    created = [c for c in run.pending.values() if c is not None]
+    here = jobs[-1].get("created_at") if jobs else None
+    pages_left: float = math.inf  # unknown depth: fetching is the bounded way
+    if created and isinstance(here, int):
+        with run.engine.connect() as conn:
+            pages_left = math.ceil(
+                count_created_between(conn, min(created), here) / run.limit
+            )  # unknown depth: fetching is the bounded way
+    if len(run.pending) > pages_left:
+        return False  # paging on reaches them sooner
+    log.info("fetching %d in-flight jobs one by one", len(run.pending))
+    fetched = [fetch_job(run.api, job_id) for job_id in list(run.pending)]
+    run.write(fetched)
+    return True
+
+
+def finish(run: Run, status: str, error: str | None = None) -> None:
+    result = run.result
+    result.requests = run.api.requests
+    values = {"status": status, "error": error, "finished_at": time.time(), **result.counters()}
+    try:
+        with run.engine.begin() as conn:
+            save_run(conn, result.run_id, **values)
     except DBAPIError as e:  # the archive itself may be what failed; the original error matters more
         log.warning("could not record the run's end: %s", database_error(e))

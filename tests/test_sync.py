@@ -48,7 +48,7 @@ def test_full_sync_archives_everything_served(engine: sa.Engine) -> None:
         )
     } == {
         "status": "succeeded",
-        "mode": "full",
+        "mode": "incremental",
         "pages": 7,
         "requests": 7,
         "jobs_seen": 250,
@@ -72,7 +72,7 @@ def test_second_sync_writes_nothing(engine: sa.Engine) -> None:
         stamps = conn.execute(
             sa.text("SELECT id, last_seen_at, last_sync_run_id FROM jobs ORDER BY id")
         ).all()
-    result = sync(api_for(fake), engine, limit=50)
+    result = sync(api_for(fake), engine, limit=50, full=True)
     assert (result.inserted, result.updated, result.unchanged) == (0, 0, 120)
     assert read_archive(engine) == before
     with engine.connect() as conn:
@@ -106,7 +106,7 @@ def test_changed_job_is_updated_loses_stale_children_and_gains_one_history_row(e
         integrations=[{"type": "wandb", "wandb": {"project": "p", "tags": ["y"]}}],
     )
     fake.jobs[4] = changed
-    result = sync(api_for(fake), engine)
+    result = sync(api_for(fake), engine, full=True)
     assert (result.inserted, result.updated, result.unchanged) == (0, 1, 29)
     assert_archive_equals(engine, fake.jobs)
     with engine.connect() as conn:

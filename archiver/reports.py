@@ -1,0 +1,99 @@
+"""Named reports from the sql/ files, and the output formats every tabular command shares."""
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, select
+
+from archiver.models import sync_runs
+
+FORMATS = ("table", "csv", "json", "markdown")
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".") if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
+    """Rows as an aligned table, CSV, JSON (a list of objects) or a Markdown table."""
+    if fmt == "json":
+        return json.dumps(
+            [dict(zip(columns, row, strict=True)) for row in rows], default=str, ensure_ascii=False
+        )
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([["" if v is None else v for v in row] for row in rows])
+        return out.getvalue().rstrip("\n")
+    text = [[cell(v).replace("\n", "\\n") for v in row] for row in rows]
+    if fmt == "markdown":
+        lines = [columns, ["---"] * len(columns), *text]
+        return "\n".join("| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in lines)
+    widths = [max([len(c), *(len(r[i]) for r in text)]) for i, c in enumerate(columns)]
+    lines = [columns, ["-" * w for w in widths], *text]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
+
+
+RUN_COLUMNS = (
+    "id",
+    "started_utc",
+    "mode",
+    "status",
+    "pages",
+    "requests",
+    "new",
+    "changed",
+    "unchanged",
+    "seconds",
+    "error",
+)
+
+
+def recent_runs(conn: Connection, limit: int) -> list[tuple[Any, ...]]:
+    r = sync_runs.c
+    query = (
+        select(
+            r.id,
+            r.started_at,
+            r.mode,
+            r.status,
+            r.pages,
+            r.requests,
+            r.jobs_inserted,
+            r.jobs_updated,
+            r.jobs_unchanged,
+            r.finished_at,
+            r.error,
+        )
+        .order_by(r.id.desc())
+        .limit(limit)
+    )
+    return [
+        (*row[:1], utc(row[1]), *row[2:9], None if row[9] is None else round(row[9] - row[1], 3), row[10])
+        for row in conn.execute(query)
+    ]
+
+
+def last_run(conn: Connection, status: str | None = None) -> Row[Any] | None:
+    query = select(sync_runs).order_by(sync_runs.c.id.desc()).limit(1)
+    if status:
+        query = query.where(sync_runs.c.status == status)
+    return conn.execute(query).first()
+
+
+def utc(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
