@@ -72,11 +72,11 @@ def iter_pages(api: Api, limit: int, after: str | None = None) -> Iterator[Page]
     seen_cursors = {after}
     while True:
         page = fetch_page(api, limit, after)
+        if page.has_more and not page.jobs:
+            raise ApiError(f"the API said has_more but sent an empty page (after={after}): scan truncated")
         yield page
         if not page.has_more:
             return
-        if not page.jobs:
-            raise ApiError(f"the API said has_more but sent an empty page (after={after}): scan truncated")
         last = page.jobs[-1]
         after = last.get("id") if isinstance(last, dict) else None
         if not isinstance(after, str) or after in seen_cursors:
