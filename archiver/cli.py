@@ -331,6 +331,7 @@ def runs_command(database: str, limit: int, fmt: str) -> None:
       archiver runs --limit 5
     """
     with open_engine(database, read_only=True) as engine, engine.connect() as conn:
+        db.ensure_archive(conn)
         rows = reports.recent_runs(conn, limit)
     click.echo(reports.render(reports.RUN_COLUMNS, rows, fmt))
 
@@ -356,7 +357,8 @@ def status_command(database: str, max_age: str | None) -> None:
     """
     limit = parse_age(max_age) if max_age else None
     with open_engine(database, read_only=True) as engine, engine.connect() as conn:
-        last, ok = reports.last_run(conn), reports.last_run(conn, "succeeded")
+        synced = db.current(conn) is not None
+        last, ok = (reports.last_run(conn), reports.last_run(conn, "succeeded")) if synced else (None, None)
     if ok is None:
         click.echo("never synced successfully")
     else:

@@ -9,18 +9,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
 from archiver.errors import ConfigError, DatabaseError, TryLater
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# The newest migration. Kept here so that a run on an up-to-date archive need not import Alembic
+# (a third of the start-up time); tests/test_db.py checks it against migrations/versions.
+HEAD = "0002"
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +60,11 @@ def make_engine(url: URL, *, read_only: bool = False) -> Engine:
     if url.get_backend_name() != "sqlite":
         return sa.create_engine(url, hide_parameters=True, pool_pre_ping=False)
     path = url.database
-    if path and path != ":memory:" and not read_only:
-        ensure_private_file(Path(path))
+    if path and path != ":memory:":
+        if not read_only:
+            ensure_private_file(Path(path))
+        elif not Path(path).exists():
+            raise ConfigError(f"no archive at {path}: run `archiver sync` first")
     engine = sa.create_engine(url, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
@@ -97,7 +103,9 @@ def ensure_private_file(path: Path) -> None:
         log.warning("archive %s is readable by others (mode %o); chmod 600 it", path, mode & 0o777)
 
 
-def alembic_config(conn: Connection) -> Config:
+def alembic_config(conn: Connection) -> "Config":
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(resource_path("migrations")))
     cfg.attributes["connection"] = conn
@@ -105,19 +113,31 @@ def alembic_config(conn: Connection) -> Config:
 
 
 def current(conn: Connection) -> str | None:
-    return MigrationContext.configure(conn).get_current_revision()
+    """The schema revision, read without Alembic; None for a database without the archive."""
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def head() -> str | None:
-    return ScriptDirectory(str(resource_path("migrations"))).get_current_head()
+def ensure_archive(conn: Connection) -> None:
+    if current(conn) is None:
+        raise ConfigError("the database holds no archive yet: run `archiver sync` first")
+
+
+def head() -> str:
+    return HEAD
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    from alembic import command
+
     with engine.begin() as conn:
         command.upgrade(alembic_config(conn), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+
     with engine.begin() as conn:
         command.downgrade(alembic_config(conn), revision)
 

@@ -155,6 +155,8 @@ def walk(run: Run, *, after: str | None, stop_early: bool, checkpoint: bool) -> 
     for page in iter_pages(run.api, run.limit, after):
         jobs = ensure_jobs(page.jobs, page.after)
         newest_allowed = check_order(run, jobs, newest_allowed)
+        if stop_early and any(job["id"] == run.state.resume_after for job in jobs):
+            stop_early, checkpoint = False, True  # the head walk reached the unfinished walk: finish it
         if not page.has_more:
             state: dict[str, object] = {"history_complete": True, "resume_after": None}
         elif checkpoint:

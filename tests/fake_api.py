@@ -55,6 +55,8 @@ class FakeApi:
         self.required = dict(AUTH_HEADERS)
         self.faults: deque[Reply | None] = deque()  # None: answer normally
         self.delay = 0.0  # added to every list page
+        self.outage_after: int | None = None  # list pages served before every request gets 503
+        self.pages_served = 0
         self.slow_seconds = 2.0
         self.requests: list[Seen] = []
         self.lock = threading.Lock()
@@ -72,9 +74,12 @@ class FakeApi:
             if headers.get(name) != value:
                 return error_reply(401, f"Invalid or missing {name}")
         parts = path.rstrip("/").split("/")
+        if self.outage_after is not None and self.pages_served >= self.outage_after:
+            return error_reply(503, "Service Unavailable")
         if parts[-2:] == ["fine_tuning", "jobs"]:
             if self.delay:
                 time.sleep(self.delay)
+            self.pages_served += 1
             return self.list_page(params)
         if parts[-3:-1] == ["fine_tuning", "jobs"]:
             return self.one_job(parts[-1])
@@ -147,10 +152,15 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+class Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client killed mid-response is what some tests do on purpose
+
+
 @contextmanager
 def serve(fake: FakeApi) -> Iterator[str]:
     """Serve the fake on 127.0.0.1 in a thread; yields the base URL (ending in /v1)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     server.fake = fake  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -257,3 +267,26 @@ def make_job(i: int, rng: random.Random, now: int, status: str | None = None) ->
 def make_jobs(n: int, seed: int = 0, now: int = 1_790_000_000) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     return [make_job(i, rng, now) for i in range(n)]
+
+
+def add_new_jobs(jobs: list[dict[str, Any]], n: int, rng: random.Random) -> None:
+    """n new jobs at the head, newer than every job there, some still in flight."""
+    newest = max((j["created_at"] for j in jobs), default=1_790_000_000)
+    for k in range(n):
+        status = rng.choice(IN_FLIGHT) if rng.random() < 0.15 else rng.choice(["succeeded", "failed"])
+        job = make_job(0, rng, newest + 600 * (n - k), status=status)
+        job["id"] = f"ftjob-new{rng.randrange(16**12):012x}"
+        jobs.insert(k, job)
+
+
+def finish_job(job: dict[str, Any], status: str = "succeeded") -> None:
+    """Move an in-flight job to a terminal status, filling in what the API fills in."""
+    job.update(status=status, finished_at=job["created_at"] + 1200, estimated_finish=None)
+    if status == "succeeded":
+        job.update(
+            fine_tuned_model=f"ft:{job['model']}:org-fake::{job['id'][-6:]}",
+            trained_tokens=123_456,
+            result_files=[f"file-result-{job['id'][-6:]}"],
+        )
+    elif status == "failed":
+        job["error"] = {"code": "server_error", "message": "The job failed", "param": None}

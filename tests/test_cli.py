@@ -156,3 +156,56 @@ def test_unreachable_api_is_one_line_exit_1(tmp_path: Path) -> None:
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT status FROM sync_runs")).scalar_one() == "failed"
     engine.dispose()
+
+
+def test_runs_and_status(db_url: str, fake: FakeApi, base_url: str) -> None:
+    fake.jobs = make_jobs(30)
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
+    if not db_url.startswith("postgresql"):
+        missing = run_cli("status", env=env)
+        assert (missing.returncode, missing.stderr) == (
+            2,
+            f"archiver: error: no archive at {db_url}: run `archiver sync` first\n",
+        )
+    assert run_cli("runs", env=env).returncode == 2
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    never = run_cli("status", env=env)
+    assert (never.returncode, never.stdout) == (1, "never synced successfully\n")
+    assert run_cli("sync", env=env).returncode == 0
+    fake.outage_after = 0
+    assert run_cli("sync", "--max-retries=0", env=env).returncode == 1
+    runs = run_cli("runs", "--format=json", env=env)
+    assert runs.returncode == 0, runs.stderr
+    rows = json.loads(runs.stdout)
+    assert [(r["id"], r["mode"], r["status"], r["pages"], r["requests"], r["new"]) for r in rows] == [
+        (2, "incremental", "failed", 0, 1, 0),
+        (1, "incremental", "succeeded", 1, 1, 30),
+    ]
+    assert rows[0]["error"].startswith("GET http://127.0.0.1:")
+    assert "HTTP 503" in rows[0]["error"]
+    table = run_cli("runs", env=env).stdout.splitlines()
+    assert table[0].split() == [
+        "id",
+        "started_utc",
+        "mode",
+        "status",
+        "pages",
+        "requests",
+        "new",
+        "changed",
+        "unchanged",
+        "seconds",
+        "error",
+    ]
+    assert len(table) == 4
+    failed = run_cli("status", "--max-age", "2h", env=env)
+    assert failed.returncode == 1
+    assert failed.stdout.splitlines()[0].startswith("last successful sync: run 1 at ")
+    assert failed.stdout.splitlines()[1].startswith("last run 2 failed: GET ")
+    fake.outage_after = None
+    assert run_cli("sync", env=env).returncode == 0
+    assert run_cli("status", "--max-age", "2h", env=env).returncode == 0
+    stale = run_cli("status", "--max-age", "0s", env=env)
+    assert stale.returncode == 1
+    bad = run_cli("status", "--max-age", "soon", env=env)
+    assert bad.returncode == 2

@@ -68,3 +68,9 @@ def test_parse_url() -> None:
     assert db.parse_url("x/archive.db").render_as_string() == "sqlite:///x/archive.db"
     assert db.parse_url("postgresql://u:pw@h/d").drivername == "postgresql+psycopg"
     assert db.show_url(db.parse_url("postgresql://u:pw@h/d")) == "postgresql+psycopg://u:***@h/d"
+
+
+def test_head_constant_matches_the_migrations() -> None:
+    from alembic.script import ScriptDirectory
+
+    assert ScriptDirectory(str(db.resource_path("migrations"))).get_current_head() == db.HEAD

@@ -23,7 +23,9 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.Double),
     )
     # Before this revision every sync walked the whole history: one that succeeded completed it.
-    done = op.get_bind().execute(sa.text("SELECT count(*) FROM sync_runs WHERE status = 'succeeded'")).scalar()
+    done = (
+        op.get_bind().execute(sa.text("SELECT count(*) FROM sync_runs WHERE status = 'succeeded'")).scalar()
+    )
     op.bulk_insert(state, [{"id": 1, "history_complete": bool(done), "resume_after": None}])
 
 

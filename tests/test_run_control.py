@@ -1,0 +1,137 @@
+"""Real `archiver sync` processes: kill -9 at random moments, overlapping runs, signals."""
+
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from archiver import db
+from archiver.models import sync_runs, sync_state
+from tests.conftest import assert_archive_equals, cli_env, expected_archive, read_archive
+from tests.fake_api import FakeApi, make_jobs
+
+LIMIT = 50
+BUSY = r"archiver: error: another sync is running \(pid \d+, since \d\d:\d\d:\d\d\)\n"
+
+
+def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "archiver", "sync", f"--limit={LIMIT}", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def sync_until_done(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A run right after a kill may still find PostgreSQL's lock held for a moment: try again then."""
+    for _ in range(50):
+        proc = start(env)
+        out, err = proc.communicate(timeout=120)
+        if proc.returncode != 75:
+            return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        time.sleep(0.1)
+    raise AssertionError("the lock never came free")
+
+
+def assert_whole_pages(engine: sa.Engine, served: list[dict]) -> int:
+    """The archive is exactly the first k jobs served, k a whole number of pages; the checkpoint agrees."""
+    archived = read_archive(engine)
+    k = len(archived["jobs"])
+    assert k % LIMIT == 0 or k == len(served), f"{k} jobs: a torn page"
+    assert archived == expected_archive(served[:k])
+    with engine.connect() as conn:
+        complete, resume = conn.execute(
+            sa.select(sync_state.c.history_complete, sync_state.c.resume_after)
+        ).one_or_none() or (False, None)
+    if k == len(served):
+        assert complete or resume == served[-1]["id"]
+    elif k:
+        assert resume == served[k - 1]["id"]
+    return k
+
+
+def test_kill_9_at_random_moments_never_tears_a_page(db_url: str, fake: FakeApi, base_url: str) -> None:
+    fake.jobs = make_jobs(1500, seed=30)
+    fake.delay = 0.02
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
+    engine = db.make_engine(db.parse_url(db_url))
+    rng = random.Random(30)
+    progress = []
+    for _trial in range(20):
+        proc = start(env)
+        time.sleep(rng.uniform(0.3, 1.6))
+        proc.kill()
+        proc.communicate()
+        if db.head() and sa.inspect(engine).has_table("sync_state"):
+            progress.append(assert_whole_pages(engine, fake.jobs))
+    assert any(0 < k < len(fake.jobs) for k in progress), f"no kill landed mid-walk: {progress}"
+    final = sync_until_done(env)
+    assert final.returncode == 0, final.stderr
+    assert_archive_equals(engine, fake.jobs)
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+    engine.dispose()
+
+
+def test_three_syncs_at_once_one_works_the_others_exit_75(db_url: str, fake: FakeApi, base_url: str) -> None:
+    fake.jobs = make_jobs(1000, seed=31)
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
+    warm = subprocess.run([sys.executable, "-m", "archiver", "db", "upgrade"], env=env, capture_output=True)
+    assert warm.returncode == 0
+    fake.delay = 0.1  # the winner needs 2 s or more for its 20 pages
+    procs = [start(env) for _ in range(3)]
+    deadline = time.monotonic() + 60
+    while sum(p.poll() is not None for p in procs) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    losers = [p for p in procs if p.poll() is not None]
+    [winner] = [p for p in procs if p.poll() is None]  # the losers left while the winner still works
+    assert [p.returncode for p in losers] == [75, 75]
+    for p in losers:
+        out, err = p.communicate()
+        assert (
+            out,
+            re.fullmatch(r"archiver: error: another sync is running \(pid \d+, since \d\d:\d\d:\d\d\)\n", err)
+            is not None,
+        ) == ("", True), err
+    winner.communicate(timeout=120)
+    assert winner.returncode == 0
+    engine = db.make_engine(db.parse_url(db_url))
+    assert_archive_equals(engine, fake.jobs)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sync_runs.c.status)).scalars().all() == ["succeeded"]
+    engine.dispose()
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_rolls_back_the_page_and_records_the_run(
+    db_url: str, fake: FakeApi, base_url: str, signum: int, code: int
+) -> None:
+    fake.jobs = make_jobs(1000, seed=32)
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
+    fake.delay = 0.05
+    proc = start(env)
+    while fake.pages_served < 5:
+        time.sleep(0.01)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert err.strip().splitlines()[-1] == f"archiver: interrupted by {signal.Signals(signum).name}"
+    engine = db.make_engine(db.parse_url(db_url))
+    k = assert_whole_pages(engine, fake.jobs)
+    assert 0 < k < 1000
+    with engine.connect() as conn:
+        run = conn.execute(sa.select(sync_runs.c.status, sync_runs.c.pages)).one()
+    assert tuple(run) == ("interrupted", k // LIMIT)
+    fake.delay = 0
+    again = sync_until_done(env)
+    assert again.returncode == 0, again.stderr
+    assert_archive_equals(engine, fake.jobs)
+    engine.dispose()
