@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sqlalchemy as sa  # noqa: E402
+import sqlalchemy as sa
 
-from tests.fake_api import AUTH_HEADERS, FakeApi, add_new_jobs, finish_job, make_jobs, serve  # noqa: E402
+from tests.fake_api import AUTH_HEADERS, FakeApi, add_new_jobs, finish_job, make_jobs, serve
 
 
 def run(env: dict[str, str], *args: str) -> tuple[dict, float]:
@@ -58,7 +58,8 @@ def scenario(db_url: str, label: str) -> None:
             before = len(fake.requests)
             summary, seconds = run(env)
             print(
-                f"{label:10} {name:28} requests={len(fake.requests) - before:3} (run says {summary['requests']})"
+                f"{label:10} {name:28} requests={len(fake.requests) - before:3} "
+                f"(run says {summary['requests']})"
                 f"  new={summary['jobs_inserted']:5}  wall={seconds:.2f}s"
             )
 
