@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from archiver import __version__, db, reports
 from archiver.client import Settings, make_api
-from archiver.errors import ArchiverError, ConfigError, Interrupted
+from archiver.errors import ArchiverError, ConfigError, Interrupted, RejectedItems
 from archiver.sync import SyncResult, sync
 
 log = logging.getLogger("archiver")
@@ -263,6 +263,8 @@ def sync_command(database: str, limit: int, full: bool, no_migrate: bool, as_jso
                 }
             )
         )
+    if result.rejected:
+        raise RejectedItems(f"{result.rejected:,} list items were not jobs; they are kept in rejected_items")
 
 
 def progress() -> Any:
@@ -278,9 +280,10 @@ def progress() -> Any:
 
 def summary(r: SyncResult, where: str) -> str:
     end = "\n" if sys.stderr.isatty() else ""
+    rejected = f", {r.rejected:,} rejected" if r.rejected else ""
     return (
-        f"{end}Synced {r.seen:,} jobs ({r.inserted:,} new, {r.updated:,} changed, {r.unchanged:,} unchanged) "
-        f"in {r.pages:,} pages, {r.requests:,} requests, into {where} in {r.elapsed:.1f}s"
+        f"{end}Synced {r.seen:,} jobs ({r.inserted:,} new, {r.updated:,} changed, {r.unchanged:,} unchanged"
+        f"{rejected}) in {r.pages:,} pages, {r.requests:,} requests, into {where} in {r.elapsed:.1f}s"
     )
 
 

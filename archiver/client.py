@@ -50,9 +50,17 @@ class Api:
 
 @dataclass(frozen=True)
 class Page:
-    jobs: list[Any]  # items as received; validating them is the store's job
+    items: list[Any]  # as received; an item that is not a job is the caller's to quarantine
     has_more: bool
     after: str | None  # the cursor this page was fetched with
+
+    @property
+    def last_id(self) -> str | None:
+        """The next cursor: the id of the last item that has one."""
+        for item in reversed(self.items):
+            if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]:
+                return item["id"]
+        return None
 
 
 def make_api(settings: Settings, transport: httpx.BaseTransport | None = None, **kw: Any) -> Api:
@@ -72,15 +80,14 @@ def iter_pages(api: Api, limit: int, after: str | None = None) -> Iterator[Page]
     seen_cursors = {after}
     while True:
         page = fetch_page(api, limit, after)
-        if page.has_more and not page.jobs:
+        if page.has_more and not page.items:
             raise ApiError(f"the API said has_more but sent an empty page (after={after}): scan truncated")
+        if page.has_more and page.last_id in seen_cursors:
+            raise ApiError(f"the API's cursor did not move (after={page.last_id!r}): refusing to loop")
         yield page
         if not page.has_more:
             return
-        last = page.jobs[-1]
-        after = last.get("id") if isinstance(last, dict) else None
-        if not isinstance(after, str) or after in seen_cursors:
-            raise ApiError(f"the API's cursor did not move (after={after!r}): refusing to loop")
+        after = page.last_id
         seen_cursors.add(after)
 
 
@@ -95,7 +102,7 @@ def fetch_page(api: Api, limit: int, after: str | None) -> Page:
             "the API sent a page that is not a job list "
             "(expected object 'list', data a list, has_more a boolean)"
         )
-    return Page(jobs=data, has_more=has_more, after=after)
+    return Page(items=data, has_more=has_more, after=after)
 
 
 def fetch_job(api: Api, job_id: str) -> dict[str, Any]:

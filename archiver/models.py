@@ -44,6 +44,7 @@ sync_runs = Table(
     Column("jobs_unchanged", Integer, nullable=False, default=0),
     Column("error", Text),
     Column("base_url", Text),
+    Column("jobs_rejected", Integer, nullable=False, server_default="0"),
 )
 
 jobs = Table(
@@ -147,4 +148,16 @@ sync_state = Table(
     Column("history_complete", Boolean, nullable=False),  # a walk has reached has_more: false
     Column("resume_after", Text),  # cursor of the last committed page of an unfinished walk
     Column("updated_at", Double),
+)
+
+rejected_items = Table(  # list items that are not jobs: kept as received, never silently dropped
+    "rejected_items",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("sync_run_id", ForeignKey("sync_runs.id", ondelete="SET NULL")),
+    Column("observed_at", Double, nullable=False),
+    Column("page_after", Text),  # the cursor the page was fetched with
+    Column("position", Integer, nullable=False),  # 0-based, in the page
+    Column("reason", Text, nullable=False),
+    Column("raw", JSON),
 )

@@ -17,6 +17,7 @@ from archiver.models import (
     integrations,
     job_history,
     jobs,
+    rejected_items,
     result_files,
     sync_runs,
     sync_state,
@@ -292,3 +293,33 @@ def in_flight(conn: Connection) -> dict[str, int | None]:
 def count_created_between(conn: Connection, oldest: int, newest: int) -> int:
     query = select(func.count()).where(jobs.c.created_at >= oldest, jobs.c.created_at <= newest)
     return conn.execute(query).scalar_one()
+
+
+def split_items(items: list[Any]) -> tuple[list[JSONObj], list[tuple[int, str, Any]]]:
+    """Jobs, and the items that cannot be archived as one: (position, reason, item)."""
+    good, bad = [], []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            bad.append((i, f"not a JSON object but {type(item).__name__}", item))
+        elif not isinstance(item.get("id"), str) or not item["id"]:
+            bad.append((i, "no id" if item.get("id") is None else "id is not a non-empty string", item))
+        else:
+            good.append(item)
+    return good, bad
+
+
+def quarantine(
+    conn: Connection, bad: list[tuple[int, str, Any]], run_id: int, after: str | None, now: float
+) -> None:
+    rows = [
+        {
+            "sync_run_id": run_id,
+            "observed_at": now,
+            "page_after": after,
+            "position": i,
+            "reason": reason,
+            "raw": item,
+        }
+        for i, reason, item in bad
+    ]
+    conn.execute(insert(rejected_items), rows)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from archiver.client import Api, fetch_job, iter_pages
+from archiver.client import Api, Page, fetch_job, iter_pages
 from archiver.db import database_error
 from archiver.errors import ApiError, ArchiverError, Interrupted
 from archiver.store import (
@@ -25,8 +25,10 @@ from archiver.store import (
     count_created_between,
     in_flight,
     load_state,
+    quarantine,
     save_run,
     save_state,
+    split_items,
     start_run,
     upsert_page,
 )
@@ -44,6 +46,7 @@ class SyncResult:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    rejected: int = 0
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -58,6 +61,7 @@ class SyncResult:
             "jobs_inserted": self.inserted,
             "jobs_updated": self.updated,
             "jobs_unchanged": self.unchanged,
+            "jobs_rejected": self.rejected,
         }
 
     def add(self, counts: PageCounts, seen: int) -> None:
@@ -80,12 +84,20 @@ class Run:
     state: State
     order_ok: bool = True
 
-    def write(self, jobs: list[JSONObj], **state: object) -> PageCounts:
-        """One transaction: the jobs, the checkpoint (if any) and the run's counters."""
+    def write(self, page: Page, **state: object) -> PageCounts:
+        """One transaction: the jobs, the rejected items, the checkpoint (if any) and the run's counters."""
         now = time.time()
+        jobs, bad = split_items(page.items)
         with self.engine.begin() as conn:
             counts = upsert_page(conn, jobs, self.result.run_id, now)
+            if bad:
+                log.warning(
+                    "%d items of the page after %s are not jobs; kept in rejected_items", len(bad), page.after
+                )
+                quarantine(conn, bad, self.result.run_id, page.after, now)
+                counts.quiet = False
             self.result.add(counts, len(jobs))
+            self.result.rejected += len(bad)
             self.result.requests = self.api.requests
             if any(getattr(self.state, k) != v for k, v in state.items()):
                 save_state(conn, now, **state)
@@ -94,13 +106,6 @@ class Run:
         for job in jobs:
             self.pending.pop(job["id"], None)
         return counts
-
-
-def ensure_jobs(items: list[object], after: str | None) -> list[JSONObj]:
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
-            raise ApiError(f"item {i} of the page after {after!r} is not a job with an id")
-    return items  # type: ignore[return-value]
 
 
 def sync(
@@ -153,17 +158,17 @@ def walk(run: Run, *, after: str | None, stop_early: bool, checkpoint: bool) -> 
     newest_allowed: int | None = None
     quiet = False
     for page in iter_pages(run.api, run.limit, after):
-        jobs = ensure_jobs(page.jobs, page.after)
+        jobs = [item for item in page.items if isinstance(item, dict)]
         newest_allowed = check_order(run, jobs, newest_allowed)
-        if stop_early and any(job["id"] == run.state.resume_after for job in jobs):
+        if stop_early and any(job.get("id") == run.state.resume_after for job in jobs):
             stop_early, checkpoint = False, True  # the head walk reached the unfinished walk: finish it
         if not page.has_more:
             state: dict[str, object] = {"history_complete": True, "resume_after": None}
         elif checkpoint:
-            state = {"resume_after": jobs[-1]["id"]}
+            state = {"resume_after": page.last_id}
         else:
             state = {}
-        counts = run.write(jobs, **state)
+        counts = run.write(page, **state)
         run.result.pages += 1
         if run.on_page:
             run.on_page(run.result)
@@ -204,7 +209,7 @@ def settle_stragglers(run: Run, jobs: list[JSONObj]) -> bool:
         return False  # paging on reaches them sooner
     log.info("fetching %d in-flight jobs one by one", len(run.pending))
     fetched = [fetch_job(run.api, job_id) for job_id in list(run.pending)]
-    run.write(fetched)
+    run.write(Page(items=fetched, has_more=False, after=None))
     return True
 
 

@@ -154,7 +154,7 @@ def test_a_cursor_that_does_not_move_fails_instead_of_looping(engine: sa.Engine)
         sync(api_for(fake), engine, limit=10)
     assert len(fake.list_requests()) == 2
     run = runs(engine)[0]
-    assert (run["status"], run["pages"]) == ("failed", 2)
+    assert (run["status"], run["pages"], run["requests"]) == ("failed", 1, 2)
     assert "cursor did not move" in run["error"]
 
 
