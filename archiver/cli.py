@@ -157,7 +157,7 @@ def secret_env(name: str) -> str | None:
     return os.environ.get(name) or None
 
 
-def load_settings(base_url: str, **kw: Any) -> Settings:
+def load_settings(base_url: str, retry_backoff: float = 0.5, **kw: Any) -> Settings:
     """Portkey headers from the environment; the secrets join the log redaction first."""
     headers: dict[str, str] = {}
     for var, header in HEADER_VARS.items():
@@ -176,7 +176,7 @@ def load_settings(base_url: str, **kw: Any) -> Settings:
         )
     if not re.match(r"https?://[^/@]+(/|$)", base_url):
         raise ConfigError("PORTKEY_BASE_URL must be an http(s) URL without credentials")
-    return Settings(base_url=base_url, headers=headers, **kw)
+    return Settings(base_url=base_url, headers=headers, backoff_base=retry_backoff, **kw)
 
 
 @contextmanager
@@ -225,6 +225,7 @@ def setting(flag: str, default: Any, kind: Any, help: str, envvar: str | None = 
     click.FloatRange(0),
     "Longest Retry-After to honour; a longer one ends the run with exit 75.",
 )
+@setting("--retry-backoff", 0.5, click.FloatRange(0), "First retry waits up to this long; doubles each time.")
 @setting("--max-time", None, click.FloatRange(1), "Stop retrying once the run has taken this many seconds.")
 @setting("--ca-bundle", None, click.Path(exists=True, dir_okay=False), "PEM file of a private CA to trust.")
 @click.option("--full", is_flag=True, help="Walk the whole history instead of stopping at known jobs.")

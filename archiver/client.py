@@ -4,7 +4,7 @@ import email.utils
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,13 +159,13 @@ def attempt_json(api: Api, path: str, params: dict[str, Any]) -> dict[str, Any]:
         raise Retry(f"{where}: cannot connect to {url.host} ({reason(e)})") from None
     except (httpx.TransportError, httpx.DecodingError) as e:
         raise Retry(f"{where}: connection broke ({reason(e)})") from None
-    return parse_response(response, where)
+    return parse_response(response, where, api.settings.headers.values())
 
 
-def parse_response(r: httpx.Response, where: str) -> dict[str, Any]:
+def parse_response(r: httpx.Response, where: str, secrets: Iterable[str] = ()) -> dict[str, Any]:
     should = r.headers.get("x-should-retry")
     if r.status_code >= 300 or r.status_code < 200:
-        message = f"{where}: HTTP {r.status_code}{api_message(r)}"
+        message = f"{where}: HTTP {r.status_code}{api_message(r, secrets)}"
         if should == "true" or (should != "false" and r.status_code in RETRY_STATUSES):
             raise Retry(message, retry_after(r))
         raise final_error(r, message)
@@ -194,8 +194,8 @@ def final_error(r: httpx.Response, message: str) -> ApiError | ConfigError:
     return ApiError(message, code)
 
 
-def api_message(r: httpx.Response) -> str:
-    """The API's own error message, on one line and short; never the request or its headers."""
+def api_message(r: httpx.Response, secrets: Iterable[str]) -> str:
+    """The API's own error message, on one line and short, with any echo of our headers blanked out."""
     try:
         body = r.json()
     except ValueError:
@@ -204,6 +204,8 @@ def api_message(r: httpx.Response) -> str:
     msg = err.get("message") if isinstance(err, dict) else None
     if not isinstance(msg, str) or not msg:
         return ""
+    for secret in secrets:
+        msg = msg.replace(secret.removeprefix("Bearer "), "[redacted]")
     return ": " + " ".join(msg.split())[:300]
 
 

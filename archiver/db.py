@@ -58,9 +58,11 @@ def show_url(url: URL) -> str:
 def make_engine(url: URL, *, read_only: bool = False) -> Engine:
     """An engine with the archive's settings; SQLite writers take the write lock at BEGIN."""
     if url.get_backend_name() != "sqlite":
-        return sa.create_engine(url, hide_parameters=True, pool_pre_ping=False)
+        # Wait for a row lock as long as SQLite waits for its write lock, then fail cleanly.
+        options = f"-c lock_timeout={BUSY_TIMEOUT_MS}"
+        return sa.create_engine(url, hide_parameters=True, connect_args={"options": options})
     path = url.database
-    if path and path != ":memory:":
+    if path and path != ":memory:" and not url.query.get("uri"):
         if not read_only:
             ensure_private_file(Path(path))
         elif not Path(path).exists():

@@ -105,9 +105,8 @@ def hyperparameter(value: Any, key: str, warn: Warn) -> str | None:
 
 def warner(job_id: str) -> Warn:
     def warn(key: str, value: Any) -> None:
-        log.warning(
-            "job %s: %s has type %s; column left NULL (raw keeps it)", job_id, key, type(value).__name__
-        )
+        what = "is beyond 64 bits" if type(value) is int else f"has type {type(value).__name__}"
+        log.warning("job %s: %s %s; column left NULL (raw keeps it)", job_id, key, what)
 
     return warn
 

@@ -95,7 +95,15 @@ def run_cli(
 
 # The oracle: what the archive must hold for a list of served jobs, written independently of store.py.
 def nul_policy(value: Any) -> Any:
-    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+    """Typed text columns hold U+FFFD for NUL and lone surrogates (PostgreSQL text takes neither)."""
+    if not isinstance(value, str):
+        return value
+    return "".join("\ufffd" if c == "\x00" or "\ud800" <= c <= "\udfff" else c for c in value)
+
+
+def int64(value: Any) -> Any:
+    """Integer columns are 64-bit: a larger number stays only in raw."""
+    return value if value is None or -(2**63) <= value < 2**63 else None
 
 
 def hp_text(value: Any) -> str | None:
@@ -113,17 +121,17 @@ def expected_archive(served: list[dict[str, Any]]) -> dict[str, list[tuple[Any, 
             (
                 job_id,
                 j["object"],
-                j["created_at"],
-                j["finished_at"],
-                j.get("estimated_finish"),
+                int64(j["created_at"]),
+                int64(j["finished_at"]),
+                int64(j.get("estimated_finish")),
                 j["status"],
                 j["model"],
-                j["fine_tuned_model"],
+                nul_policy(j["fine_tuned_model"]),
                 j["organization_id"],
-                j["trained_tokens"],
+                int64(j["trained_tokens"]),
                 j["training_file"],
                 j["validation_file"],
-                j["seed"],
+                int64(j["seed"]),
                 nul_policy(j.get("user_provided_suffix")),
                 method.get("type"),
                 hp_text(hp.get("n_epochs")),
@@ -135,13 +143,20 @@ def expected_archive(served: list[dict[str, Any]]) -> dict[str, list[tuple[Any, 
         )
         err = j.get("error") or {}
         if err.get("code") is not None or err.get("message") is not None:
-            out["errors"].append((job_id, err["code"], nul_policy(err["message"]), err["param"]))
+            code, message, param = (nul_policy(err[k]) for k in ("code", "message", "param"))
+            out["errors"].append((job_id, code, message, param))
         for pos, file_id in enumerate(j["result_files"]):
             out["result_files"].append((job_id, pos, file_id))
         for pos, integ in enumerate(j.get("integrations") or []):
             w = integ["wandb"]
             out["integrations"].append(
-                (job_id, pos, integ["type"], w["project"], w.get("name"), w.get("entity"), integ)
+                (
+                    job_id,
+                    pos,
+                    integ["type"],
+                    *(nul_policy(w.get(k)) for k in ("project", "name", "entity")),
+                    integ,
+                )
             )
             for tpos, tag in enumerate(w.get("tags") or []):
                 out["tags"].append((job_id, pos, tpos, nul_policy(tag)))

@@ -39,6 +39,25 @@ def error_reply(status: int, message: str, **headers: str) -> Reply:
     return json_reply(status, {"error": {"message": message, "type": "invalid_request_error"}}, **headers)
 
 
+HTML = b"<html><body><h1>502 Bad Gateway</h1><p>cloudflare</p></body></html>"
+FAULTS = {
+    "500": lambda: error_reply(500, "Internal server error"),
+    "502": lambda: Reply(502, HTML, {"content-type": "text/html"}),
+    "503": lambda: error_reply(503, "Service Unavailable"),
+    "504": lambda: error_reply(504, "Gateway timeout"),
+    "429": lambda: error_reply(429, "Rate limit reached", **{"retry-after": "0"}),
+    "html200": lambda: Reply(200, HTML, {"content-type": "text/html"}),
+    "drop": lambda: Reply(200, action="drop"),
+    "truncate": lambda: Reply(
+        200,
+        b'{"object": "list", "data": [], "has_more": false}',
+        {"content-type": "application/json"},
+        "truncate",
+    ),
+    "slow": lambda: Reply(200, b"{}", {"content-type": "application/json"}, "slow"),
+}
+
+
 @dataclass
 class Seen:
     path: str
@@ -60,6 +79,10 @@ class FakeApi:
         self.slow_seconds = 2.0
         self.requests: list[Seen] = []
         self.lock = threading.Lock()
+        self.fault_rate = 0.0  # chance that a request gets one of `fault_kinds`
+        self.fault_kinds: tuple[str, ...] = tuple(FAULTS)
+        self.rng = random.Random(0)
+        self.injected: list[str] = []
 
     def list_requests(self) -> list[Seen]:
         return [r for r in self.requests if r.path.endswith("/fine_tuning/jobs")]
@@ -68,6 +91,10 @@ class FakeApi:
         with self.lock:
             self.requests.append(Seen(path, params, headers))
             fault = self.faults.popleft() if self.faults else None
+            if fault is None and self.fault_rate and self.rng.random() < self.fault_rate:
+                kind = self.rng.choice(self.fault_kinds)
+                self.injected.append(kind)
+                fault = FAULTS[kind]()
         if fault is not None:
             return fault
         for name, value in self.required.items():
@@ -94,7 +121,7 @@ class FakeApi:
             limit = min(limit, self.max_limit)
         start = 0
         if "after" in params:
-            ids = [j.get("id") for j in self.jobs]
+            ids = [j.get("id") if isinstance(j, dict) else None for j in self.jobs]
             if params["after"] not in ids:
                 return error_reply(400, f"No fine-tuning job found with id {params['after']}")
             start = ids.index(params["after"]) + 1
@@ -103,7 +130,7 @@ class FakeApi:
 
     def one_job(self, job_id: str) -> Reply:
         for job in self.jobs:
-            if job.get("id") == job_id:
+            if isinstance(job, dict) and job.get("id") == job_id:
                 return json_reply(200, job)
         return error_reply(404, f"No fine-tuning job found with id {job_id}")
 
