@@ -3,6 +3,7 @@
 import email.utils
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -69,7 +70,7 @@ def make_api(settings: Settings, transport: httpx.BaseTransport | None = None, *
         headers=settings.headers,
         timeout=httpx.Timeout(settings.timeout, connect=min(5.0, settings.timeout)),
         follow_redirects=False,  # httpx would forward x-portkey-* headers to another origin
-        verify=settings.ca_bundle or True,
+        verify=ssl.create_default_context(cafile=settings.ca_bundle) if settings.ca_bundle else True,
         transport=transport,
     )
     return Api(http=http, settings=settings, **kw)
@@ -128,7 +129,7 @@ def request_json(api: Api, path: str, params: dict[str, Any]) -> dict[str, Any]:
             return attempt_json(api, path, params)
         except Retry as e:
             if attempt == s.max_retries:
-                raise ApiError(f"{e} (gave up after {attempt + 1} attempts)") from None
+                raise ApiError(f"{e} (gave up after {attempt + 1} attempt{'s' if attempt else ''})") from None
             if e.delay is not None and e.delay > s.retry_after_cap:
                 raise TryLater(
                     f"{e}; the API asked to wait {e.delay:.0f}s, more than the "
@@ -156,6 +157,11 @@ def attempt_json(api: Api, path: str, params: dict[str, Any]) -> dict[str, Any]:
     except httpx.TimeoutException:
         raise Retry(f"{where}: timed out") from None
     except httpx.ConnectError as e:
+        if "CERTIFICATE_VERIFY_FAILED" in str(e):  # permanent: retrying cannot help
+            raise ApiError(
+                f"{where}: the TLS certificate of {url.host} is not trusted ({reason(e)}); "
+                "use --ca-bundle for a private CA"
+            ) from None
         raise Retry(f"{where}: cannot connect to {url.host} ({reason(e)})") from None
     except (httpx.TransportError, httpx.DecodingError) as e:
         raise Retry(f"{where}: connection broke ({reason(e)})") from None

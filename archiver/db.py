@@ -57,12 +57,18 @@ def show_url(url: URL) -> str:
 
 def make_engine(url: URL, *, read_only: bool = False) -> Engine:
     """An engine with the archive's settings; SQLite writers take the write lock at BEGIN."""
-    if url.get_backend_name() != "sqlite":
+    backend = url.get_backend_name()
+    if backend == "postgresql":
         # Wait for a row lock as long as SQLite waits for its write lock, then fail cleanly.
         options = f"-c lock_timeout={BUSY_TIMEOUT_MS}"
-        return sa.create_engine(url, hide_parameters=True, connect_args={"options": options})
-    path = url.database
-    if path and path != ":memory:" and not url.query.get("uri"):
+        try:
+            return sa.create_engine(url, hide_parameters=True, connect_args={"options": options})
+        except ImportError as e:
+            raise ConfigError(f"PostgreSQL needs psycopg 3: pip install 'archiver[postgres]' ({e})") from None
+    if backend != "sqlite":
+        raise ConfigError(f"archiver stores into SQLite or PostgreSQL, not {backend}")
+    path = sqlite_path(url)
+    if path:
         if not read_only:
             ensure_private_file(Path(path))
         elif not Path(path).exists():
@@ -89,6 +95,14 @@ def make_engine(url: URL, *, read_only: bool = False) -> Engine:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def sqlite_path(url: URL) -> str | None:
+    """The archive's file, also for `sqlite:///file:PATH?mode=ro&uri=true`; None in memory."""
+    path = url.database or ""
+    if url.query.get("uri"):
+        path = path.removeprefix("file:")
+    return None if path in ("", ":memory:") else path
 
 
 def ensure_private_file(path: Path) -> None:
@@ -174,8 +188,8 @@ LOCK_KEY = {"a": 0x61726368, "b": 1}  # pg_try_advisory_lock(int, int): "arch", 
 def run_lock(engine: Engine) -> Iterator[None]:
     """One sync at a time per archive; a lock held by a killed process frees itself."""
     if engine.dialect.name == "sqlite":
-        path = engine.url.database
-        if not path or path == ":memory:":
+        path = sqlite_path(engine.url)
+        if not path:
             yield
             return
         with file_lock(Path(path + ".lock")):

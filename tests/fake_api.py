@@ -6,6 +6,7 @@ The same fake answers an httpx.MockTransport (client and sync tests) and a real 
 
 import json
 import random
+import ssl
 import threading
 import time
 from collections import deque
@@ -185,15 +186,17 @@ class Server(ThreadingHTTPServer):
 
 
 @contextmanager
-def serve(fake: FakeApi) -> Iterator[str]:
+def serve(fake: FakeApi, tls: ssl.SSLContext | None = None) -> Iterator[str]:
     """Serve the fake on 127.0.0.1 in a thread; yields the base URL (ending in /v1)."""
     server = Server(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True
     server.fake = fake  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}/v1"
     finally:
         server.shutdown()
         server.server_close()

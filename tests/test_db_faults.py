@@ -1,0 +1,111 @@
+"""Database faults: a lock held too long, a full disk, a read-only archive. One line, exit 4, nothing lost."""
+
+import random
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from archiver import db
+from tests.conftest import assert_archive_equals, cli_env, run_cli
+from tests.fake_api import FakeApi, add_new_jobs, make_jobs
+
+
+def test_a_lock_held_longer_than_the_busy_timeout(db_url: str, fake: FakeApi, base_url: str) -> None:
+    fake.jobs = make_jobs(40, seed=60)
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
+    assert run_cli("sync", env=env).returncode == 0
+    add_new_jobs(fake.jobs, 5, random.Random(60))
+    fake.requests.clear()
+    engine = db.make_engine(db.parse_url(db_url))
+    if engine.dialect.name == "sqlite":
+        holder = sqlite3.connect(db_url, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+    else:
+        holder = engine.raw_connection()
+        holder.cursor().execute("LOCK TABLE sync_runs IN ACCESS EXCLUSIVE MODE")
+    try:
+        blocked = run_cli("sync", env=env)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert blocked.returncode == 4, blocked.stderr
+    [line] = blocked.stderr.strip().splitlines()
+    assert line.startswith("archiver: error: database ")
+    assert "database is locked" in line or "lock timeout" in line
+    assert fake.requests == []  # it failed before asking the API anything
+    assert run_cli("sync", env=env).returncode == 0
+    assert_archive_equals(engine, fake.jobs)
+    engine.dispose()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs (CI runs as root, which may mount); remount it larger to free space."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=700", "tmpfs", str(disk)], check=True)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "--lazy", str(disk)], check=True)
+
+
+def test_a_full_disk_fails_cleanly_and_keeps_what_was_committed(
+    small_disk: Path, fake: FakeApi, base_url: str
+) -> None:
+    path = small_disk / "a.db"
+    fake.jobs = make_jobs(50, seed=61)
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=str(path))
+    assert run_cli("sync", env=env).returncode == 0
+    before = {j["id"] for j in fake.jobs}
+    add_new_jobs(fake.jobs, 3000, random.Random(61))
+    full = run_cli("sync", env=env)
+    assert full.returncode == 4, full.stderr
+    assert full.stderr.strip().splitlines()[-1] == "archiver: error: database: database or disk is full"
+    assert "Traceback" not in full.stderr
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        archived = {r[0] for r in conn.execute("SELECT id FROM jobs")}
+    assert before <= archived and (len(archived) - 50) % 100 == 0  # whole pages only
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    again = run_cli("sync", env=env)
+    assert again.returncode == 0, again.stderr
+    engine = db.make_engine(db.parse_url(str(path)))
+    assert_archive_equals(engine, fake.jobs)
+    engine.dispose()
+
+
+def test_a_read_only_archive_is_refused_before_any_request(db_url: str, fake: FakeApi, base_url: str) -> None:
+    fake.jobs = make_jobs(20, seed=62)
+    assert run_cli("sync", env=cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)).returncode == 0
+    fake.requests.clear()
+    if db_url.startswith("postgresql"):
+        admin = sa.create_engine(db.parse_url(db_url), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(
+                f'ALTER DATABASE "{admin.url.database}" SET default_transaction_read_only = on'
+            )
+        admin.dispose()
+        read_only = db_url
+    else:  # as root, file permissions do not stop a write: open it read-only instead
+        read_only = f"sqlite:///file:{db_url}?mode=ro&uri=true"
+    result = run_cli("sync", env=cli_env(base_url, ARCHIVER_DATABASE_URL=read_only))
+    assert result.returncode == 4, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "read-only" in line or "readonly" in line
+    assert fake.requests == []
+    if not db_url.startswith("postgresql"):
+        assert not Path(f"file:{db_url}.lock").exists() and not Path("file:").exists()
+
+
+@pytest.mark.parametrize("value", ["postgresql://", "mysql+nodriver://x/y"])
+def test_an_unusable_database_url_is_a_config_error(tmp_path: Path, value: str) -> None:
+    result = run_cli("sync", env=cli_env("http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=value), cwd=tmp_path)
+    assert result.returncode in (2, 4), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
