@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -375,3 +376,81 @@ def status_command(database: str, max_age: str | None) -> None:
     stale = ok is None or (limit is not None and age > limit)
     if stale or (last is not None and last.status not in ("succeeded", "running")):
         sys.exit(1)
+
+
+def format_option(f: Any) -> Any:
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(reports.FORMATS),
+        default="table",
+        show_default=True,
+        help="table for people; csv, json or markdown for machines.",
+    )(f)
+
+
+def epoch(value: str | None, default: int) -> int:
+    """A date or ISO time, UTC unless it says otherwise, as Unix seconds."""
+    if value is None:
+        return default
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date like 2026-01-31 or 2026-01-31T12:00") from None
+    return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
+
+
+@cli.command("report")
+@click.argument("name", required=False)
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A report parameter; repeatable.")
+@click.option("--since", help="Only what was created on or after this date (UTC), e.g. 2026-01-01.")
+@click.option("--until", help="Only what was created before this date (UTC).")
+@format_option
+@db_option
+def report_command(
+    name: str | None, params: tuple[str, ...], since: str | None, until: str | None, fmt: str, database: str
+) -> None:
+    """Run a named report, or list them all when no name is given.
+
+    \b
+    Examples:
+      archiver report
+      archiver report monthly_activity --since 2026-01-01 --format csv
+      archiver report job_timeline --param job_id=ftjob-abc123
+    """
+    if name is None:
+        click.echo(
+            reports.render(["report", "answers"], [(n, reports.describe(n)) for n in reports.names()], fmt)
+        )
+        return
+    values: dict[str, Any] = {
+        "since": epoch(since, 0),
+        "until": epoch(until, 253402300800) - 1,
+        "now": int(time.time()),
+    }
+    for param in params:
+        key, sep, value = param.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{param!r} is not KEY=VALUE", param_hint="--param")
+        values[key] = value
+    reports.load(name)  # an unknown name fails before the database is opened
+    with open_engine(database, read_only=True) as engine, engine.connect() as conn:
+        db.ensure_archive(conn)
+        columns, rows = reports.run_report(conn, name, values)
+    click.echo(reports.render(columns, rows, fmt))
+
+
+@cli.command("query")
+@click.argument("sql")
+@format_option
+@db_option
+def query_command(sql: str, fmt: str, database: str) -> None:
+    """Run one read-only SQL statement against the archive.
+
+    \b
+    Example:
+      archiver query "SELECT status, count(*) FROM jobs GROUP BY status" --format csv
+    """
+    with open_engine(database, read_only=True) as engine, engine.connect() as conn:
+        columns, rows = reports.run_query(conn, sql)
+    click.echo(reports.render(columns, rows, fmt))

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 # The newest migration. Kept here so that a run on an up-to-date archive need not import Alembic
 # (a third of the start-up time); tests/test_db.py checks it against migrations/versions.
-HEAD = "0003"
+HEAD = "0004"
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,8 @@ def make_engine(url: URL, *, read_only: bool = False) -> Engine:
     if backend == "postgresql":
         # Wait for a row lock as long as SQLite waits for its write lock, then fail cleanly.
         options = f"-c lock_timeout={BUSY_TIMEOUT_MS}"
+        if read_only:
+            options += " -c default_transaction_read_only=on"
         try:
             return sa.create_engine(url, hide_parameters=True, connect_args={"options": options})
         except ImportError as e:

@@ -1,16 +1,71 @@
-"""Named reports from the sql/ files, and the output formats every tabular command shares."""
+"""Named reports from the sql/ files, ad-hoc read-only queries, and the output formats they share."""
 
 import csv
 import io
 import json
 import math
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row, select, text
+from sqlalchemy.exc import DBAPIError
 
+from archiver.db import resource_path
+from archiver.errors import ConfigError
 from archiver.models import sync_runs
+
+Table = tuple[list[str], list[tuple[Any, ...]]]
+BIND = re.compile(r"(?<![:\w]):(\w+)")
+ALWAYS = ("since", "until", "now")  # supplied by the command line, with defaults
+
+
+def names() -> list[str]:
+    return sorted(p.stem for p in resource_path("sql").glob("*.sql"))
+
+
+def load(name: str) -> str:
+    if name not in names():
+        raise ConfigError(f"no report named {name!r}; the reports are: {', '.join(names())}")
+    return (resource_path("sql") / f"{name}.sql").read_text()
+
+
+def describe(name: str) -> str:
+    """The report's question: its header comment up to the Parameters line."""
+    lines = []
+    for line in load(name).splitlines():
+        if not line.startswith("--") or line.startswith("-- Parameters"):
+            break
+        lines.append(line.removeprefix("--").strip())
+    return " ".join(lines)
+
+
+def run_report(conn: Connection, name: str, params: dict[str, Any]) -> Table:
+    """Run sql/<name>.sql with its named binds; every bind other than since/until/now is required."""
+    sql = load(name)
+    binds = set(BIND.findall(sql))
+    missing = sorted(binds - params.keys())
+    if missing:
+        raise ConfigError(f"report {name} needs " + " ".join(f"--param {m}=..." for m in missing))
+    unknown = sorted(params.keys() - binds - set(ALWAYS))
+    if unknown:
+        raise ConfigError(f"report {name} takes no parameter {', '.join(unknown)}")
+    result = conn.execute(text(sql), {k: params[k] for k in binds})
+    return list(result.keys()), [tuple(row) for row in result]
+
+
+def run_query(conn: Connection, sql: str) -> Table:
+    """Ad-hoc SQL on a read-only connection: a write fails and changes nothing."""
+    try:
+        result = conn.exec_driver_sql(sql)
+        if not result.returns_rows:
+            return [], []
+        return list(result.keys()), [tuple(row) for row in result]
+    except DBAPIError as e:
+        lines = str(e.orig).strip().splitlines() or [type(e.orig).__name__]
+        raise ConfigError(f"query failed: {lines[0]}") from None
+
 
 FORMATS = ("table", "csv", "json", "markdown")
 

@@ -134,11 +134,16 @@ def test_db_upgrade_and_current(db_url: str) -> None:
 def test_version_and_every_command_has_help_with_an_example() -> None:
     runner = CliRunner()
     assert runner.invoke(cli, ["--version"]).output.startswith("archiver, version ")
-    commands = [["sync"], ["db", "upgrade"], ["db", "current"]]
+    commands = [
+        [name, *([sub] if sub else [])]
+        for name, cmd in cli.commands.items()
+        for sub in (getattr(cmd, "commands", None) or [None])
+    ]
+    assert len(commands) == 7
     for args in commands:
         result = runner.invoke(cli, [*args, "--help"])
         assert result.exit_code == 0
-        assert "Example:" in result.output, args
+        assert re.search(r"Examples?( \(.*\))?:\n  +archiver ", result.output), args
     assert "PORTKEY_VIRTUAL_KEY" in runner.invoke(cli, ["sync", "--help"]).output
 
 

@@ -1,0 +1,355 @@
+"""Every report and view on SQLite and PostgreSQL, against a small archive with known answers."""
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from archiver import reports
+from archiver.sync import sync
+from tests.conftest import cli_env, run_cli
+from tests.fake_api import FakeApi
+from tests.test_sync import api_for
+
+T0 = 1767225600  # 2026-01-01 00:00:00 UTC
+DAY = 86400
+AUTO = {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": "auto"}
+
+
+def job(
+    i: str, day: float, status: str, model: str = "gpt-4o-mini", took: int | None = None, **extra: Any
+) -> dict[str, Any]:
+    created = int(T0 + day * DAY)
+    return {
+        "id": f"ftjob-{i}",
+        "object": "fine_tuning.job",
+        "created_at": created,
+        "status": status,
+        "model": model,
+        "organization_id": "org-1",
+        "training_file": f"file-t{i}",
+        "validation_file": None,
+        "seed": 7,
+        "error": None,
+        "fine_tuned_model": None,
+        "trained_tokens": None,
+        "result_files": [],
+        "finished_at": created + took if took else None,
+        "estimated_finish": None,
+        "hyperparameters": AUTO,
+        "integrations": [],
+        "metadata": None,
+        **extra,
+    }
+
+
+def done(i: str, day: float, took: int, tokens: int, model: str = "gpt-4o-mini", **extra: Any) -> dict:
+    return job(
+        i,
+        day,
+        "succeeded",
+        model,
+        took,
+        fine_tuned_model=f"ft:{model}:org-1::{i}",
+        trained_tokens=tokens,
+        **extra,
+    )
+
+
+def wandb(project: str, entity: str | None, tags: list[str]) -> list[dict[str, Any]]:
+    return [{"type": "wandb", "wandb": {"project": project, "entity": entity, "tags": tags}}]
+
+
+BAD_LINE = {"code": "invalid_file", "message": "bad line 3", "param": "training_file"}
+
+
+def history() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The source as the first and as the second sync saw it (newest first)."""
+    j1 = job(
+        "a1",
+        40,
+        "queued",
+        method={
+            "type": "supervised",
+            "supervised": {
+                "hyperparameters": {"n_epochs": 3, "batch_size": "auto", "learning_rate_multiplier": 0.5}
+            },
+        },
+        integrations=wandb("alpha", "team", ["x", "y"]),
+    )
+    j2 = job(
+        "a2",
+        35,
+        "running",
+        user_provided_suffix="nightly",
+        estimated_finish=int(T0 + 35 * DAY + 999),
+        integrations=wandb("alpha", None, ["x"]),
+    )
+    rest = [
+        done("a8", 15.5, 2200, 2000, integrations=wandb("beta", "team", [])),
+        done("a7", 15, 400, 1000),
+        job("a3", 20, "failed", took=300, error=BAD_LINE),
+        done("a4", 10, 2000, 7000, model="gpt-3.5-turbo", result_files=["file-r4"]),
+        job("a5", 5, "failed", "gpt-3.5-turbo", 600, error=BAD_LINE),
+        job("a6", 2, "cancelled", took=100, error={}, hyperparameters=None),
+    ]
+    rest.sort(key=lambda j: -j["created_at"])
+    first = [j1, j2, *rest]
+    j1b = {**j1, "status": "running", "estimated_finish": j1["created_at"] + 3600}
+    j2b = {
+        **j2,
+        "status": "succeeded",
+        "estimated_finish": None,
+        "finished_at": j2["created_at"] + 1000,
+        "fine_tuned_model": "ft:gpt-4o-mini:org-1::a2",
+        "trained_tokens": 5000,
+        "result_files": ["file-r2a", "file-r2b"],
+    }
+    return first, [j1b, j2b, *rest]
+
+
+@pytest.fixture
+def archive(engine: sa.Engine) -> sa.Engine:
+    first, second = history()
+    fake = FakeApi(first)
+    sync(api_for(fake), engine)
+    fake.jobs = second
+    sync(api_for(fake), engine)
+    with engine.begin() as conn:  # fixed clocks, so that the answers are exact
+        conn.execute(
+            sa.text(
+                "UPDATE sync_runs SET started_at = :s + (id - 1) * 43200, "
+                "finished_at = :s + (id - 1) * 43200 + id + 0.5"
+            ),
+            {"s": T0 + 40.5 * DAY},
+        )
+        conn.execute(
+            sa.text(
+                "UPDATE job_history SET observed_at = "
+                "(SELECT started_at FROM sync_runs r WHERE r.id = job_history.sync_run_id)"
+            )
+        )
+    return engine
+
+
+NOW = T0 + 41 * DAY
+EXPECTED: dict[str, list[tuple[Any, ...]]] = {
+    "status_overview": [
+        ("succeeded", 4, "2026-01-11 00:00:00", "2026-02-05 00:00:00"),
+        ("failed", 2, "2026-01-06 00:00:00", "2026-01-21 00:00:00"),
+        ("cancelled", 1, "2026-01-03 00:00:00", "2026-01-03 00:00:00"),
+        ("running", 1, "2026-02-10 00:00:00", "2026-02-10 00:00:00"),
+    ],
+    "monthly_activity": [("2026-01", 6, 3, 2, 10000), ("2026-02", 2, 1, 0, 5000)],
+    "failure_reasons": [
+        ("invalid_file", "bad line 3", "gpt-3.5-turbo", 1, "2026-01-06 00:00:00"),
+        ("invalid_file", "bad line 3", "gpt-4o-mini", 1, "2026-01-21 00:00:00"),
+    ],
+    "durations": [
+        ("gpt-3.5-turbo", "failed", 1, 600, 600.0, 600, 600, 600),
+        ("gpt-3.5-turbo", "succeeded", 1, 2000, 2000.0, 2000, 2000, 2000),
+        ("gpt-4o-mini", "cancelled", 1, 100, 100.0, 100, 100, 100),
+        ("gpt-4o-mini", "failed", 1, 300, 300.0, 300, 300, 300),
+        ("gpt-4o-mini", "succeeded", 3, 400, 1200.0, 2200, 1000, 2200),
+    ],
+    "fine_tuned_models": [
+        ("ft:gpt-4o-mini:org-1::a2", "ftjob-a2", "gpt-4o-mini", "nightly", "2026-02-05 00:16:40", 5000),
+        ("ft:gpt-4o-mini:org-1::a8", "ftjob-a8", "gpt-4o-mini", None, "2026-01-16 12:36:40", 2000),
+        ("ft:gpt-4o-mini:org-1::a7", "ftjob-a7", "gpt-4o-mini", None, "2026-01-16 00:06:40", 1000),
+        ("ft:gpt-3.5-turbo:org-1::a4", "ftjob-a4", "gpt-3.5-turbo", None, "2026-01-11 00:33:20", 7000),
+    ],
+    "wandb_usage": [
+        ("alpha", "team", "x", 1),
+        ("alpha", "team", "y", 1),
+        ("alpha", None, "x", 1),
+        ("beta", "team", None, 1),
+    ],
+    "hyperparameters": [
+        ("gpt-3.5-turbo", None, "auto", "auto", "auto", 2),
+        ("gpt-4o-mini", "supervised", "3", "auto", "0.5", 1),
+        ("gpt-4o-mini", None, "auto", "auto", "auto", 4),
+        ("gpt-4o-mini", None, None, None, None, 1),
+    ],
+    "in_flight": [
+        (
+            "ftjob-a1",
+            "running",
+            "gpt-4o-mini",
+            "2026-02-10 00:00:00",
+            24,
+            "2026-02-11 00:00:00",
+            "2026-02-10 01:00:00",
+        ),
+    ],
+    "sync_health": [
+        (2, "2026-02-11 00:00:00", "incremental", "succeeded", 2.5, 1, 1, 0, 2, 6, 0, None),
+        (1, "2026-02-10 12:00:00", "incremental", "succeeded", 1.5, 1, 1, 8, 0, 0, 0, None),
+    ],
+}
+TIMELINES = {
+    "ftjob-a1": [
+        ("2026-02-10 12:00:00", 1, "queued", "first seen"),
+        ("2026-02-11 00:00:00", 2, "running", "status estimated_finish"),
+    ],
+    "ftjob-a2": [
+        ("2026-02-10 12:00:00", 1, "running", "first seen"),
+        (
+            "2026-02-11 00:00:00",
+            2,
+            "succeeded",
+            "status finished_at estimated_finish fine_tuned_model trained_tokens result_files",
+        ),
+    ],
+    "ftjob-a7": [("2026-02-10 12:00:00", 1, "succeeded", "first seen")],
+    "ftjob-none": [],
+}
+ALL = {"since": 0, "until": 253402300799, "now": NOW}
+
+
+def test_every_report_is_tested() -> None:
+    assert set(reports.names()) == {*EXPECTED, "job_timeline"}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_report_gives_the_exact_rows(archive: sa.Engine, name: str) -> None:
+    with archive.connect() as conn:
+        _, rows = reports.run_report(conn, name, dict(ALL))
+    assert rows == EXPECTED[name]
+
+
+@pytest.mark.parametrize("job_id", sorted(TIMELINES))
+def test_job_timeline(archive: sa.Engine, job_id: str) -> None:
+    with archive.connect() as conn:
+        columns, rows = reports.run_report(conn, "job_timeline", {**ALL, "job_id": job_id})
+    assert columns == ["observed_utc", "sync_run_id", "status", "changed"]
+    assert rows == TIMELINES[job_id]
+
+
+def test_since_and_until_filter_on_creation(archive: sa.Engine) -> None:
+    window = {**ALL, "since": T0 + 10 * DAY, "until": T0 + 20 * DAY - 1}  # 11 Jan to 20 Jan
+    with archive.connect() as conn:
+        _, rows = reports.run_report(conn, "monthly_activity", window)
+    assert rows == [("2026-01", 3, 3, 0, 10000)]
+
+
+def test_job_summary_view(archive: sa.Engine) -> None:
+    with archive.connect() as conn:
+        row = conn.execute(sa.text("SELECT * FROM job_summary WHERE id = 'ftjob-a2'")).one()._asdict()
+    assert row == {
+        "id": "ftjob-a2",
+        "status": "succeeded",
+        "model": "gpt-4o-mini",
+        "fine_tuned_model": "ft:gpt-4o-mini:org-1::a2",
+        "method_type": None,
+        "user_provided_suffix": "nightly",
+        "created_at": T0 + 35 * DAY,
+        "created_utc": "2026-02-05 00:00:00",
+        "created_month": "2026-02",
+        "finished_at": T0 + 35 * DAY + 1000,
+        "finished_utc": "2026-02-05 00:16:40",
+        "duration_seconds": 1000,
+        "estimated_finish_utc": None,
+        "trained_tokens": 5000,
+        "error_code": None,
+        "error_message": None,
+        "result_file_count": 2,
+        "wandb_project": "alpha",
+        "n_epochs": "auto",
+        "batch_size": "auto",
+        "learning_rate_multiplier": "auto",
+    }
+
+
+def archive_url(archive: sa.Engine) -> str:
+    return archive.url.render_as_string(hide_password=False)
+
+
+def test_formats(archive: sa.Engine) -> None:
+    env = cli_env("http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=archive_url(archive))
+    out = {fmt: run_cli("report", "monthly_activity", f"--format={fmt}", env=env) for fmt in reports.FORMATS}
+    assert all(r.returncode == 0 for r in out.values()), [r.stderr for r in out.values()]
+    assert json.loads(out["json"].stdout) == [
+        {"month": "2026-01", "created": 6, "succeeded": 3, "failed": 2, "trained_tokens": 10000},
+        {"month": "2026-02", "created": 2, "succeeded": 1, "failed": 0, "trained_tokens": 5000},
+    ]
+    assert list(csv.reader(io.StringIO(out["csv"].stdout))) == [
+        ["month", "created", "succeeded", "failed", "trained_tokens"],
+        ["2026-01", "6", "3", "2", "10000"],
+        ["2026-02", "2", "1", "0", "5000"],
+    ]
+    assert out["table"].stdout.splitlines() == [
+        "month    created  succeeded  failed  trained_tokens",
+        "-------  -------  ---------  ------  --------------",
+        "2026-01  6        3          2       10000",
+        "2026-02  2        1          0       5000",
+    ]
+    assert out["markdown"].stdout.splitlines() == [
+        "| month | created | succeeded | failed | trained_tokens |",
+        "| --- | --- | --- | --- | --- |",
+        "| 2026-01 | 6 | 3 | 2 | 10000 |",
+        "| 2026-02 | 2 | 1 | 0 | 5000 |",
+    ]
+
+
+def test_query_is_read_only(archive: sa.Engine) -> None:
+    env = cli_env("http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=archive_url(archive))
+    ok = run_cli("query", "SELECT count(*) AS n FROM jobs", "--format=json", env=env)
+    assert (ok.returncode, json.loads(ok.stdout)) == (0, [{"n": 8}])
+    for sql in (
+        "DELETE FROM jobs",
+        "UPDATE jobs SET status = 'x'",
+        "DROP TABLE tags",
+        "INSERT INTO errors (job_id, code) VALUES ('ftjob-a1', 'x')",
+    ):
+        refused = run_cli("query", sql, env=env)
+        assert refused.returncode == 2, refused.stderr
+        [line] = refused.stderr.strip().splitlines()
+        assert line.startswith("archiver: error: query failed: ")
+        assert re.search(r"read-only|readonly", line), line
+    with archive.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM jobs")).scalar() == 8
+        assert conn.execute(sa.text("SELECT count(*) FROM tags")).scalar() == 3
+
+
+def test_report_usage_errors(archive: sa.Engine) -> None:
+    env = cli_env("http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=archive_url(archive))
+    listing = run_cli("report", env=env)
+    assert listing.returncode == 0
+    assert [line.split()[0] for line in listing.stdout.splitlines()[2:]] == reports.names()
+    assert "Jobs per status, with the oldest and newest creation time (UTC)." in listing.stdout
+    cases = {
+        ("report", "nope"): "no report named 'nope'; the reports are: durations, failure_reasons,",
+        ("report", "job_timeline"): "report job_timeline needs --param job_id=...",
+        (
+            "report",
+            "status_overview",
+            "--param",
+            "job_id=x",
+        ): "report status_overview takes no parameter job_id",
+        ("report", "status_overview", "--since", "last week"): "is not a date like 2026-01-31",
+        ("report", "status_overview", "--param", "oops"): "'oops' is not KEY=VALUE",
+        ("query", "SELEC 1"): "query failed: ",
+    }
+    for args, message in cases.items():
+        result = run_cli(*args, env=env)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_readme_queries_run(archive: sa.Engine) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", readme, re.S)
+    statements = [s.strip() for block in blocks for s in block.split(";") if s.strip()]
+    assert len(statements) >= 8
+    with archive.connect() as conn:
+        for sql in statements:
+            columns, _ = reports.run_query(
+                conn, "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+            )
+            assert columns, sql
