@@ -137,7 +137,7 @@ def cli(verbose: int) -> None:
 
     \b
     Example:
-      PORTKEY_API_KEY=... PORTKEY_VIRTUAL_KEY=... archiver sync
+      archiver sync      # with PORTKEY_API_KEY and PORTKEY_VIRTUAL_KEY exported
     """
     setup_logging(verbose)
 
@@ -240,7 +240,7 @@ def sync_command(database: str, limit: int, full: bool, no_migrate: bool, as_jso
 
     \b
     Example:
-      PORTKEY_API_KEY=... PORTKEY_VIRTUAL_KEY=... archiver sync --db archive.db
+      archiver sync --db archive.db      # PORTKEY_* exported beforehand
     """
     settings = load_settings(**http)
     stop_on_signals()
