@@ -4,10 +4,12 @@ import email.utils
 import logging
 import random
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import httpx
 
@@ -15,6 +17,7 @@ from archiver.errors import ApiError, AuthError, ConfigError, TryLater
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
@@ -76,20 +79,54 @@ def make_api(settings: Settings, transport: httpx.BaseTransport | None = None, *
     return Api(http=http, settings=settings, **kw)
 
 
-def iter_pages(api: Api, limit: int, after: str | None = None) -> Iterator[Page]:
-    """Walk the job list from `after` until has_more is false; never loop on a stuck cursor."""
+def iter_pages(api: Api, limit: int, after: str | None = None, prefetch: bool = False) -> Iterator[Page]:
+    """Walk the job list from `after` until has_more is false; never loop on a stuck cursor.
+
+    With `prefetch`, the next page is fetched while the caller works on this one (a walk that
+    goes to the end anyway); without it, not one request more than the caller asks for.
+    """
     seen_cursors = {after}
+    upcoming: Callable[[], Page] | None = None
     while True:
-        page = fetch_page(api, limit, after)
-        if page.has_more and not page.items:
-            raise ApiError(f"the API said has_more but sent an empty page (after={after}): scan truncated")
-        if page.has_more and page.last_id in seen_cursors:
-            raise ApiError(f"the API's cursor did not move (after={page.last_id!r}): refusing to loop")
+        page = upcoming() if upcoming else fetch_page(api, limit, after)
+        upcoming = None
+        if page.has_more:
+            if not page.items:
+                raise ApiError(
+                    f"the API said has_more but sent an empty page (after={after}): scan truncated"
+                )
+            after = page.last_id
+            if after in seen_cursors:
+                raise ApiError(f"the API's cursor did not move (after={after!r}): refusing to loop")
+            seen_cursors.add(after)
+            if prefetch:
+                upcoming = in_background(partial(fetch_page, api, limit, after))
         yield page
         if not page.has_more:
             return
-        after = page.last_id
-        seen_cursors.add(after)
+
+
+def in_background(fn: Callable[[], T]) -> Callable[[], T]:
+    """Run fn in a daemon thread; the returned function waits for its result or raises its error."""
+    box: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            box.append((True, fn()))
+        except BaseException as e:  # handed to the caller's thread as it is
+            box.append((False, e))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def result() -> T:
+        thread.join()
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    return result
 
 
 def fetch_page(api: Api, limit: int, after: str | None) -> Page:

@@ -9,7 +9,6 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, Insert, Table, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from archiver.models import (
     CHILD_TABLES,
@@ -192,8 +191,11 @@ def integration_rows(job: JSONObj) -> tuple[list[JSONObj], list[JSONObj]]:
 
 @cache
 def upsert_jobs_statement(dialect: str) -> Insert:
-    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = make(jobs)
+    if dialect == "postgresql":  # imported here: a SQLite run need not load the PostgreSQL dialect
+        from sqlalchemy.dialects import postgresql as backend
+    else:
+        from sqlalchemy.dialects import sqlite as backend  # type: ignore[no-redef]
+    stmt = backend.insert(jobs)
     keep = {"id", "first_seen_at"}
     return stmt.on_conflict_do_update(
         index_elements=[jobs.c.id],

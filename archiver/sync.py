@@ -157,7 +157,7 @@ def walk(run: Run, *, after: str | None, stop_early: bool, checkpoint: bool) -> 
     """Walk from `after`; returns True when it reached the end of the history."""
     newest_allowed: int | None = None
     quiet = False
-    for page in iter_pages(run.api, run.limit, after):
+    for page in iter_pages(run.api, run.limit, after, prefetch=not stop_early):
         jobs = [item for item in page.items if isinstance(item, dict)]
         newest_allowed = check_order(run, jobs, newest_allowed)
         if stop_early and any(job.get("id") == run.state.resume_after for job in jobs):

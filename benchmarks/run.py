@@ -1,0 +1,207 @@
+"""archiver against the floor, side by side, each sync in a fresh process.
+
+    python benchmarks/run.py --jobs 20000 100000 --runs 3 [--postgres URL] [--latency]
+    python benchmarks/run.py --smoke          # CI: small and quick, checks only that it all runs
+
+Serves the fake API (pre-rendered pages) on 127.0.0.1 from this process, and for each N measures
+wall time, CPU time (user + system) and peak RSS of the child process:
+  floor first      benchmarks/floor.py into a fresh SQLite archive
+  archiver first   `archiver sync` into a fresh SQLite archive
+  floor resync     the floor again over its own archive (it rewrites everything)
+  archiver resync  `archiver sync --full` over its archive (an unchanged history)
+  archiver noop    `archiver sync` (incremental) over its archive
+  archiver pg      `archiver sync` into a fresh PostgreSQL database (with --postgres)
+Contenders alternate within each round; medians over the rounds are reported.
+With --latency, every page costs 100 ms more and one full sync of 20,000 jobs is timed.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa
+
+from tests.fake_api import AUTH_HEADERS, FakeApi, Reply, make_jobs, serve
+
+LIMIT = 100
+
+
+class PagedApi(FakeApi):
+    """The fake with every page rendered once, so the server is never what is measured."""
+
+    def __init__(self, jobs: list[dict[str, Any]]) -> None:
+        super().__init__(jobs)
+        self.pages: dict[str | None, bytes] = {}
+        for start in range(0, max(len(jobs), 1), LIMIT):
+            after = jobs[start - 1]["id"] if start else None
+            body = {
+                "object": "list",
+                "data": jobs[start : start + LIMIT],
+                "has_more": start + LIMIT < len(jobs),
+            }
+            self.pages[after] = json.dumps(body).encode()
+
+    def list_page(self, params: dict[str, str]) -> Reply:
+        if params.get("limit") != str(LIMIT):
+            return super().list_page(params)
+        return Reply(200, self.pages[params.get("after")], {"content-type": "application/json"})
+
+
+def measure(argv: list[str], env: dict[str, str]) -> dict[str, float]:
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    proc.stderr.close() if proc.stderr else None
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv} failed ({proc.returncode}): {err}")
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024}
+
+
+def archiver(*args: str) -> list[str]:
+    return [sys.executable, "-m", "archiver", "sync", f"--limit={LIMIT}", *args]
+
+
+def fresh_sqlite(tmp: Path) -> str:
+    path = tmp / f"{uuid.uuid4().hex}.db"
+    subprocess.run(
+        [sys.executable, "-m", "archiver", "db", "upgrade", "--db", str(path)],
+        check=True,
+        capture_output=True,
+    )
+    return str(path)
+
+
+def bench(n: int, runs: int, pg_admin: str | None, tmp: Path) -> dict[str, list[dict[str, float]]]:
+    api = PagedApi(make_jobs(n, seed=n))
+    results: dict[str, list[dict[str, float]]] = {}
+    admin = (
+        sa.create_engine(
+            pg_admin.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+        )
+        if pg_admin
+        else None
+    )
+    with serve(api) as base_url:
+        env = {
+            **os.environ,
+            "PORTKEY_BASE_URL": base_url,
+            "PORTKEY_API_KEY": AUTH_HEADERS["x-portkey-api-key"],
+            "PORTKEY_VIRTUAL_KEY": AUTH_HEADERS["x-portkey-virtual-key"],
+            "ARCHIVER_LIMIT": str(LIMIT),
+        }
+        for round_ in range(runs):
+            floor_db, ours_db = fresh_sqlite(tmp), str(tmp / f"{uuid.uuid4().hex}.db")
+            first = [
+                ("floor first", [sys.executable, str(ROOT / "benchmarks/floor.py"), base_url, floor_db]),
+                ("archiver first", archiver("--db", ours_db)),
+            ]
+            again = [
+                ("floor resync", [sys.executable, str(ROOT / "benchmarks/floor.py"), base_url, floor_db]),
+                ("archiver resync", archiver("--db", ours_db, "--full")),
+            ]
+            if round_ % 2:  # alternate who goes first
+                first.reverse()
+                again.reverse()
+            for name, argv in [*first, *again, ("archiver noop", archiver("--db", ours_db))]:
+                results.setdefault(name, []).append(measure(argv, env))
+            check(ours_db, n)
+            if admin is not None:
+                name = f"bench_{uuid.uuid4().hex[:8]}"
+                with admin.connect() as conn:
+                    conn.exec_driver_sql(f"CREATE DATABASE {name}")
+                url = admin.url.set(database=name).render_as_string(hide_password=False)
+                try:
+                    results.setdefault("archiver pg", []).append(measure(archiver("--db", url), env))
+                finally:
+                    with admin.connect() as conn:
+                        conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+            for path in tmp.glob("*.db*"):
+                path.unlink()
+    return results
+
+
+def check(path: str, n: int) -> None:
+    with sqlite3.connect(path) as conn:
+        count = conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+    if count != n:
+        raise SystemExit(f"archiver archived {count} jobs, not {n}")
+
+
+def latency(tmp: Path, n: int = 20_000, delay: float = 0.1) -> None:
+    api = PagedApi(make_jobs(n, seed=7))
+    api.delay = delay
+    with serve(api) as base_url:
+        env = {
+            **os.environ,
+            "PORTKEY_BASE_URL": base_url,
+            "PORTKEY_API_KEY": AUTH_HEADERS["x-portkey-api-key"],
+            "PORTKEY_VIRTUAL_KEY": AUTH_HEADERS["x-portkey-virtual-key"],
+        }
+        result = measure(archiver("--db", str(tmp / "latency.db")), env)
+    pages = -(-n // LIMIT)
+    print(
+        f"\nlatency: {n:,} jobs, {pages} pages at +{delay * 1000:.0f} ms: {result['wall']:.2f}s wall "
+        f"= {result['wall'] / (pages * delay):.3f} x (pages x delay); target <= 1.05"
+    )
+
+
+def summarize(n: int, results: dict[str, list[dict[str, float]]]) -> None:
+    med = {k: {m: statistics.median(r[m] for r in v) for m in v[0]} for k, v in results.items()}
+    print(f"\nN = {n:,} jobs, {len(next(iter(results.values())))} rounds, medians")
+    print("| contender | wall s | cpu s | peak RSS MB |\n|---|---|---|---|")
+    for k, v in med.items():
+        print(f"| {k} | {v['wall']:.2f} | {v['cpu']:.2f} | {v['rss_mb']:.0f} |")
+    ratios = [
+        ("first sync / floor first (<= 1.5)", "archiver first", "floor first"),
+        ("re-sync / floor re-sync (<= 1.0)", "archiver resync", "floor resync"),
+        ("PostgreSQL first / SQLite first (<= 2)", "archiver pg", "archiver first"),
+    ]
+    for label, a, b in ratios:
+        if a in med and b in med:
+            print(
+                f"- {label}: wall {med[a]['wall'] / med[b]['wall']:.2f}, cpu {med[a]['cpu'] / med[b]['cpu']:.2f}"
+            )
+    print(f"- no-op incremental: {med['archiver noop']['wall']:.2f}s wall (<= 0.6)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--jobs", type=int, nargs="+", default=[20_000, 100_000])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--postgres", help="admin URL of a PostgreSQL server for scratch databases")
+    parser.add_argument("--latency", action="store_true", help="also time a full sync at +100 ms per page")
+    parser.add_argument("--smoke", action="store_true", help="tiny and quick, for CI")
+    args = parser.parse_args()
+    if args.smoke:
+        args.jobs, args.runs = [500], 1
+    print(
+        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}, {platform.platform()}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in args.jobs:
+            summarize(n, bench(n, args.runs, args.postgres, Path(tmp)))
+        if args.latency:
+            latency(Path(tmp), 2_000 if args.smoke else 20_000)
+
+
+if __name__ == "__main__":
+    main()
