@@ -1,6 +1,7 @@
 """Engines, schema migrations and the database side of a run."""
 
 import fcntl
+import json
 import logging
 import os
 import stat
@@ -11,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -36,6 +38,14 @@ def resource_path(name: str) -> Path:
     if packaged.is_dir():
         return Path(str(packaged))
     return Path(__file__).resolve().parent.parent / name
+
+
+def to_json(value: Any, sort_keys: bool = False) -> str:
+    """JSON text, fast (orjson); integers beyond 64 bits or lone surrogates take the stdlib's way."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else None).decode()
+    except TypeError:
+        return json.dumps(value, sort_keys=sort_keys)
 
 
 def parse_url(value: str) -> URL:
@@ -64,7 +74,9 @@ def make_engine(url: URL, *, read_only: bool = False) -> Engine:
         if read_only:
             options += " -c default_transaction_read_only=on"
         try:
-            return sa.create_engine(url, hide_parameters=True, connect_args={"options": options})
+            return sa.create_engine(
+                url, hide_parameters=True, json_serializer=to_json, connect_args={"options": options}
+            )
         except ImportError as e:
             raise ConfigError(f"PostgreSQL needs psycopg 3: pip install 'archiver[postgres]' ({e})") from None
     if backend != "sqlite":
@@ -75,7 +87,7 @@ def make_engine(url: URL, *, read_only: bool = False) -> Engine:
             ensure_private_file(Path(path))
         elif not Path(path).exists():
             raise ConfigError(f"no archive at {path}: run `archiver sync` first")
-    engine = sa.create_engine(url, hide_parameters=True)
+    engine = sa.create_engine(url, hide_parameters=True, json_serializer=to_json)
 
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
