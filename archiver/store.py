@@ -269,9 +269,11 @@ def executemany(conn: Connection, table: Table, rows: list[JSONObj], upsert: boo
     if not rows:
         return
     sql, order, json_columns = compiled_insert(conn.dialect, table.name, tuple(rows[0]), upsert)
-    if json_columns:
-        rows = [{**row, **{k: to_json(row[k]) for k in json_columns}} for row in rows]
-    params: list[Any] = rows if order is None else [tuple(row[k] for k in order) for row in rows]
+    if order is None:  # named parameters (psycopg)
+        params: list[Any] = [{**row, **{k: to_json(row[k]) for k in json_columns}} for row in rows]
+    else:  # positional (sqlite3): one tuple per row, JSON serialized on the way
+        getters = [(k, k in json_columns) for k in order]
+        params = [tuple(to_json(row[k]) if js else row[k] for k, js in getters) for row in rows]
     conn.exec_driver_sql(sql, params)
 
 
