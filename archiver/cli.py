@@ -337,8 +337,8 @@ def runs_command(database: str, limit: int, fmt: str) -> None:
     """
     with open_engine(database, read_only=True) as engine, engine.connect() as conn:
         db.ensure_archive(conn)
-        rows = reports.recent_runs(conn, limit)
-    click.echo(reports.render(reports.RUN_COLUMNS, rows, fmt))
+        columns, rows = reports.run_report(conn, "sync_health", {**ALL_TIME, "limit": limit})
+    click.echo(reports.render(columns, rows, fmt))
 
 
 def parse_age(value: str) -> float:
@@ -376,6 +376,10 @@ def status_command(database: str, max_age: str | None) -> None:
     stale = ok is None or (limit is not None and age > limit)
     if stale or (last is not None and last.status not in ("succeeded", "running")):
         sys.exit(1)
+
+
+END_OF_TIME = 253402300799  # 9999-12-31 23:59:59 UTC
+ALL_TIME = {"since": 0, "until": END_OF_TIME, "now": int(time.time()), "limit": 1_000_000}
 
 
 def format_option(f: Any) -> Any:

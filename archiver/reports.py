@@ -18,7 +18,7 @@ from archiver.models import sync_runs
 
 Table = tuple[list[str], list[tuple[Any, ...]]]
 BIND = re.compile(r"(?<![:\w]):(\w+)")
-ALWAYS = ("since", "until", "now")  # supplied by the command line, with defaults
+ALWAYS = ("since", "until", "now", "limit")  # supplied by the command line, with defaults
 
 
 def names() -> list[str]:
@@ -42,7 +42,7 @@ def describe(name: str) -> str:
 
 
 def run_report(conn: Connection, name: str, params: dict[str, Any]) -> Table:
-    """Run sql/<name>.sql with its named binds; every bind other than since/until/now is required."""
+    """Run sql/<name>.sql with its named binds; every bind other than those in ALWAYS is required."""
     sql = load(name)
     binds = set(BIND.findall(sql))
     missing = sorted(binds - params.keys())
@@ -99,46 +99,6 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> s
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
     )
-
-
-RUN_COLUMNS = (
-    "id",
-    "started_utc",
-    "mode",
-    "status",
-    "pages",
-    "requests",
-    "new",
-    "changed",
-    "unchanged",
-    "seconds",
-    "error",
-)
-
-
-def recent_runs(conn: Connection, limit: int) -> list[tuple[Any, ...]]:
-    r = sync_runs.c
-    query = (
-        select(
-            r.id,
-            r.started_at,
-            r.mode,
-            r.status,
-            r.pages,
-            r.requests,
-            r.jobs_inserted,
-            r.jobs_updated,
-            r.jobs_unchanged,
-            r.finished_at,
-            r.error,
-        )
-        .order_by(r.id.desc())
-        .limit(limit)
-    )
-    return [
-        (*row[:1], utc(row[1]), *row[2:9], None if row[9] is None else round(row[9] - row[1], 3), row[10])
-        for row in conn.execute(query)
-    ]
 
 
 def last_run(conn: Connection, status: str | None = None) -> Row[Any] | None:

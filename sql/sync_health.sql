@@ -1,5 +1,5 @@
 -- Recent sync runs, newest first: duration, requests, job counts and errors.
--- Parameters: --since/--until filter on the run's start.
+-- Parameters: --since/--until filter on the run's start (`archiver runs --limit N` shows the newest N).
 SELECT r.id,
        s.started_utc,
        r.mode,
@@ -16,3 +16,4 @@ FROM sync_runs r
 JOIN sync_run_summary s ON s.id = r.id
 WHERE r.started_at BETWEEN :since AND :until
 ORDER BY r.id DESC
+LIMIT :limit

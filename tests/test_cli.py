@@ -194,15 +194,17 @@ def test_runs_and_status(db_url: str, fake: FakeApi, base_url: str) -> None:
         "started_utc",
         "mode",
         "status",
+        "duration_seconds",
         "pages",
         "requests",
         "new",
         "changed",
         "unchanged",
-        "seconds",
+        "rejected",
         "error",
     ]
     assert len(table) == 4
+    assert len(run_cli("runs", "--limit=1", env=env).stdout.splitlines()) == 3
     failed = run_cli("status", "--max-age", "2h", env=env)
     assert failed.returncode == 1
     assert failed.stdout.splitlines()[0].startswith("last successful sync: run 1 at ")

@@ -208,7 +208,7 @@ TIMELINES = {
     "ftjob-a7": [("2026-02-10 12:00:00", 1, "succeeded", "first seen")],
     "ftjob-none": [],
 }
-ALL = {"since": 0, "until": 253402300799, "now": NOW}
+ALL = {"since": 0, "until": 253402300799, "now": NOW, "limit": 1000}
 
 
 def test_every_report_is_tested() -> None:
