@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from archiver.client import Api, Page, fetch_job, iter_pages
@@ -81,15 +81,22 @@ class Run:
     limit: int
     on_page: Callable[[SyncResult], None] | None
     pending: dict[str, int | None]  # in-flight jobs not yet seen again: id -> created_at
-    state: State
+    state: State  # as committed
     order_ok: bool = True
+    passed_checkpoint: bool = False  # the head walk went past the unfinished walk's checkpoint
 
-    def write(self, page: Page, **state: object) -> PageCounts:
-        """One transaction: the jobs, the rejected items, the checkpoint (if any) and the run's counters."""
+    def write(self, page: Page, mark_new: bool = False, **state: object) -> PageCounts:
+        """One transaction: the jobs, the rejected items, the checkpoint (if any) and the run's counters.
+
+        With `mark_new`, a page that brought new jobs becomes the checkpoint: the jobs after it
+        may be missing until a walk gets past them (a head walk cut off before its stop page).
+        """
         now = time.time()
         jobs, bad = split_items(page.items)
         with self.engine.begin() as conn:
             counts = upsert_page(conn, jobs, self.result.run_id, now)
+            if mark_new and counts.inserted and page.has_more:
+                state = {**state, "resume_after": page.last_id}
             if bad:
                 log.warning(
                     "%d items of the page after %s are not jobs; kept in rejected_items", len(bad), page.after
@@ -99,13 +106,16 @@ class Run:
             self.result.add(counts, len(jobs))
             self.result.rejected += len(bad)
             self.result.requests = self.api.requests
-            if any(getattr(self.state, k) != v for k, v in state.items()):
-                save_state(conn, now, **state)
-                self.state = replace(self.state, **state)  # type: ignore[arg-type]
+            self.save_state(conn, now, state)
             save_run(conn, self.result.run_id, **self.result.counters())
         for job in jobs:
             self.pending.pop(job["id"], None)
         return counts
+
+    def save_state(self, conn: Connection, now: float, state: dict[str, object]) -> None:
+        if any(getattr(self.state, k) != v for k, v in state.items()):
+            save_state(conn, now, **state)
+            self.state = replace(self.state, **state)  # type: ignore[arg-type]
 
 
 def sync(
@@ -125,7 +135,11 @@ def sync(
     try:
         if full or (not state.history_complete and not state.resume_after):
             walk(run, after=None, stop_early=False, checkpoint=not state.history_complete)
-        elif not walk(run, after=None, stop_early=True, checkpoint=False) and state.resume_after:
+        elif (
+            not walk(run, after=None, stop_early=True, checkpoint=False, then=state.resume_after)
+            and state.resume_after
+            and not run.passed_checkpoint
+        ):
             resume(run, state.resume_after)
     except ArchiverError as e:
         finish(run, "failed", str(e))
@@ -142,10 +156,12 @@ def sync(
 
 
 def resume(run: Run, after: str) -> None:
+    """Carry on from the checkpoint: to the end while the history is incomplete, else to a stop page."""
     log.info("resuming the unfinished walk after %s", after)
     pages = run.result.pages
+    complete = run.state.history_complete
     try:
-        walk(run, after=after, stop_early=False, checkpoint=True)
+        walk(run, after=after, stop_early=complete, checkpoint=not complete)
     except ApiError as e:
         if e.status != 400 or run.result.pages != pages:  # only the checkpoint itself may be refused
             raise
@@ -153,29 +169,42 @@ def resume(run: Run, after: str) -> None:
         walk(run, after=None, stop_early=False, checkpoint=True)
 
 
-def walk(run: Run, *, after: str | None, stop_early: bool, checkpoint: bool) -> bool:
-    """Walk from `after`; returns True when it reached the end of the history."""
+def walk(run: Run, *, after: str | None, stop_early: bool, checkpoint: bool, then: str | None = None) -> bool:
+    """Walk from `after`; returns True when it reached the end of the history.
+
+    `checkpoint`: every page moves the checkpoint (a walk to the end). A walk that may stop early
+    moves it only past pages that brought new jobs, until its stop page; there the gap it could
+    have opened is closed, and it leaves `then` (the checkpoint of an older unfinished walk, still
+    to be resumed) unless it went past it.
+    """
     newest_allowed: int | None = None
     quiet = False
     for page in iter_pages(run.api, run.limit, after, prefetch=not stop_early):
         jobs = [item for item in page.items if isinstance(item, dict)]
         newest_allowed = check_order(run, jobs, newest_allowed)
-        if stop_early and any(job.get("id") == run.state.resume_after for job in jobs):
-            stop_early, checkpoint = False, True  # the head walk reached the unfinished walk: finish it
+        at_checkpoint = then is not None and any(job.get("id") == then for job in jobs)
+        if at_checkpoint:  # the jobs after this page may be missing: walk on into them
+            run.passed_checkpoint = True
+            if not run.state.history_complete:  # the first walk never finished: finish it now
+                stop_early, checkpoint = False, True
         if not page.has_more:
             state: dict[str, object] = {"history_complete": True, "resume_after": None}
         elif checkpoint:
             state = {"resume_after": page.last_id}
         else:
             state = {}
-        counts = run.write(page, **state)
+        counts = run.write(page, mark_new=stop_early and not quiet, **state)
         run.result.pages += 1
         if run.on_page:
             run.on_page(run.result)
         if not page.has_more:
             return True
-        quiet = quiet or counts.quiet
+        quiet = (quiet or counts.quiet) and not at_checkpoint
         if stop_early and run.order_ok and quiet and settle_stragglers(run, jobs):
+            leave = None if run.passed_checkpoint else then
+            if run.state.resume_after != leave:
+                with run.engine.begin() as conn:
+                    run.save_state(conn, time.time(), {"resume_after": leave})
             return False
     return True
 

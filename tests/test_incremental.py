@@ -155,3 +155,24 @@ def test_jobs_out_of_order_turn_the_run_into_a_full_walk(
     assert len(fake.requests) == 5
     assert "does not list jobs newest first" in caplog.text
     assert_archive_equals(engine, fake.jobs)
+
+
+def test_an_incremental_run_cut_off_among_new_jobs_leaves_no_hole(engine: sa.Engine) -> None:
+    """Found by the state machine: new jobs archived from the head, the run cut off before the older
+    new ones; the next run must not stop at the first page of known jobs."""
+    rng = random.Random(26)
+    fake = FakeApi(settled(30, seed=26))
+    sync(api_for(fake), engine, limit=7)
+    add_new_jobs(fake.jobs, 8, rng)
+    for job in fake.jobs[:8]:
+        finish_job(job)
+    fake.outage_after = fake.pages_served + 1
+    with pytest.raises(ApiError):
+        sync(api_for(fake, max_retries=0), engine, limit=7)
+    assert state(engine) == (True, fake.jobs[6]["id"])  # the gap is marked
+    fake.outage_after = None
+    fake.requests.clear()
+    sync(api_for(fake), engine, limit=7)
+    assert_archive_equals(engine, fake.jobs)
+    assert state(engine) == (True, None)
+    assert [r.params.get("after") for r in fake.requests] == [None, fake.jobs[6]["id"], fake.jobs[13]["id"]]
