@@ -3,6 +3,8 @@
 import random
 import sqlite3
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -109,3 +111,60 @@ def test_an_unusable_database_url_is_a_config_error(tmp_path: Path, value: str) 
     assert result.returncode in (2, 4), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
+
+
+def test_a_long_reader_does_not_block_a_sync(tmp_path: Path, fake: FakeApi, base_url: str) -> None:
+    """An analyst's open read transaction (WAL): the sync writes past it; the reader keeps its snapshot."""
+    path = tmp_path / "a.db"
+    fake.jobs = make_jobs(100, seed=63)
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=str(path))
+    assert run_cli("sync", env=env).returncode == 0
+    add_new_jobs(fake.jobs, 250, random.Random(63))
+    with closing(sqlite3.connect(path, isolation_level=None)) as reader:
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM jobs").fetchone() == (100,)
+        result = run_cli("sync", env=env)
+        assert result.returncode == 0, result.stderr
+        assert reader.execute("SELECT count(*) FROM jobs").fetchone() == (100,)  # its snapshot
+        reader.execute("COMMIT")
+        assert reader.execute("SELECT count(*) FROM jobs").fetchone() == (350,)
+    engine = db.make_engine(db.parse_url(str(path)))
+    assert_archive_equals(engine, fake.jobs)
+    engine.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite has no server to kill
+def test_a_postgresql_backend_killed_mid_sync(db_url: str, fake: FakeApi, base_url: str) -> None:
+    """pg_terminate_backend on the sync's sessions: the page in flight rolls back, one line, exit 4;
+    the next run completes the archive."""
+    fake.jobs = make_jobs(1500, seed=64)
+    fake.delay = 0.05
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "archiver", "sync", "--limit=50"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while fake.pages_served < 5:
+        time.sleep(0.01)
+    admin = sa.create_engine(db.parse_url(db_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        killed = conn.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).all()
+    admin.dispose()
+    _, err = proc.communicate(timeout=60)
+    assert killed and proc.returncode == 4, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("archiver: error: database") and "Traceback" not in err
+    fake.delay = 0
+    again = run_cli("sync", env=env)
+    assert again.returncode == 0, again.stderr
+    engine = db.make_engine(db.parse_url(db_url))
+    assert_archive_equals(engine, fake.jobs)
+    engine.dispose()
