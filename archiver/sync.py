@@ -231,9 +231,7 @@ def settle_stragglers(run: Run, jobs: list[JSONObj]) -> bool:
     pages_left: float = math.inf  # unknown depth: fetching is the bounded way
     if created and isinstance(here, int):
         with run.engine.connect() as conn:
-            pages_left = math.ceil(
-                count_created_between(conn, min(created), here) / run.limit
-            )  # unknown depth: fetching is the bounded way
+            pages_left = math.ceil(count_created_between(conn, min(created), here) / run.limit)
     if len(run.pending) > pages_left:
         return False  # paging on reaches them sooner
     log.info("fetching %d in-flight jobs one by one", len(run.pending))
