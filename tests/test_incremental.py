@@ -176,3 +176,23 @@ def test_an_incremental_run_cut_off_among_new_jobs_leaves_no_hole(engine: sa.Eng
     assert_archive_equals(engine, fake.jobs)
     assert state(engine) == (True, None)
     assert [r.params.get("after") for r in fake.requests] == [None, fake.jobs[6]["id"], fake.jobs[13]["id"]]
+
+
+def test_a_corrupt_checkpoint_falls_back_to_a_full_walk_and_deletes_nothing(engine: sa.Engine) -> None:
+    fake = FakeApi(make_jobs(250, seed=27))
+    sync(api_for(fake), engine, limit=100)
+    with engine.begin() as conn:  # as if the state row had been damaged
+        conn.execute(sync_state.update().values(history_complete=False, resume_after="ftjob-\x7fgarbage"))
+    fake.jobs.insert(
+        0, {**fake.jobs[0], "id": "ftjob-brand-new", "created_at": fake.jobs[0]["created_at"] + 1}
+    )
+    fake.requests.clear()
+    sync(api_for(fake), engine, limit=100)
+    assert_archive_equals(engine, fake.jobs)
+    assert state(engine) == (True, None)
+    assert "ftjob-\x7fgarbage" in [r.params.get("after") for r in fake.requests]  # tried, refused (400)
+    assert [r.params.get("after") for r in fake.requests][-3:] == [
+        None,
+        fake.jobs[99]["id"],
+        fake.jobs[199]["id"],
+    ]
