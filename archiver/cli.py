@@ -158,6 +158,19 @@ def secret_env(name: str) -> str | None:
     return os.environ.get(name) or None
 
 
+def routing_provider() -> str:
+    """The provider the routing names (the gateway's x-portkey-provider answer header wins)."""
+    provider = secret_env("PORTKEY_PROVIDER")
+    if provider and not provider.startswith("@"):
+        return provider
+    try:
+        config = json.loads(secret_env("PORTKEY_CONFIG") or "null")
+    except ValueError:
+        return "unknown"  # a saved config's id
+    named = config.get("provider") if isinstance(config, dict) else None
+    return named if isinstance(named, str) and named else "unknown"
+
+
 def load_settings(base_url: str, retry_backoff: float = 0.5, **kw: Any) -> Settings:
     """Portkey headers from the environment; the secrets join the log redaction first."""
     headers: dict[str, str] = {}
@@ -250,7 +263,7 @@ def sync_command(database: str, limit: int, full: bool, no_migrate: bool, as_jso
             say(f"Migrated the archive's schema from {migrated} to {db.head()}")
         with make_api(settings) as api:
             on_page = progress() if sys.stderr.isatty() else None
-            result = sync(api, engine, full=full, limit=limit, on_page=on_page)
+            result = sync(api, engine, full=full, limit=limit, provider=routing_provider(), on_page=on_page)
         where = db.show_url(engine.url)
     say(summary(result, where))
     if as_json:
@@ -361,9 +374,13 @@ def status_command(database: str, max_age: str | None) -> None:
       archiver status --max-age 2h || echo "archive is stale"
     """
     limit = parse_age(max_age) if max_age else None
-    with open_engine(database, read_only=True) as engine, engine.connect() as conn:
-        synced = db.current(conn) is not None
-        last, ok = (reports.last_run(conn), reports.last_run(conn, "succeeded")) if synced else (None, None)
+    with open_engine(database, read_only=True) as engine:
+        with engine.connect() as conn:
+            synced = db.current(conn) is not None
+            last, ok = (
+                (reports.last_run(conn), reports.last_run(conn, "succeeded")) if synced else (None, None)
+            )
+        left_running = last is not None and last.status == "running" and not db.sync_running(engine)
     if ok is None:
         click.echo("never synced successfully")
     else:
@@ -373,8 +390,10 @@ def status_command(database: str, max_age: str | None) -> None:
         )
     if last is not None and last.status not in ("succeeded", "running"):
         click.echo(f"last run {last.id} {last.status}: {last.error}")
+    if left_running and last is not None:
+        click.echo(f"last run {last.id} is marked running but no sync holds the lock: it was killed")
     stale = ok is None or (limit is not None and age > limit)
-    if stale or (last is not None and last.status not in ("succeeded", "running")):
+    if stale or left_running or (last is not None and last.status not in ("succeeded", "running")):
         sys.exit(1)
 
 

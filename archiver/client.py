@@ -3,6 +3,7 @@
 import email.utils
 import logging
 import random
+import re
 import ssl
 import threading
 import time
@@ -10,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 
@@ -57,6 +59,8 @@ class Page:
     items: list[Any]  # as received; an item that is not a job is the caller's to quarantine
     has_more: bool
     after: str | None  # the cursor this page was fetched with
+    provider: str | None = None  # who answered, from the gateway's x-portkey-provider header
+    truncated: bool = False  # no has_more in the envelope (Bedrock) and a full page: more may exist
 
     @property
     def last_id(self) -> str | None:
@@ -141,21 +145,37 @@ def fetch_page(api: Api, limit: int, after: str | None) -> Page:
     params: dict[str, Any] = {"limit": limit}
     if after is not None:
         params["after"] = after
-    body = request_json(api, "fine_tuning/jobs", params)
+    body, provider = request_json(api, "fine_tuning/jobs", params)
     data, has_more = body.get("data"), body.get("has_more")
-    if body.get("object") != "list" or not isinstance(data, list) or not isinstance(has_more, bool):
+    if body.get("object") != "list" or not isinstance(data, list) or not isinstance(has_more, bool | None):
         raise ApiError(
             "the API sent a page that is not a job list "
             "(expected object 'list', data a list, has_more a boolean)"
         )
-    return Page(items=data, has_more=has_more, after=after)
+    if has_more is None:  # Bedrock through the gateway: every request returns the first page
+        return Page(data, False, after, provider, truncated=len(data) >= limit)
+    return Page(data, has_more, after, provider)
 
 
-def fetch_job(api: Api, job_id: str) -> dict[str, Any]:
-    body = request_json(api, f"fine_tuning/jobs/{job_id}", {})
+def fetch_job(api: Api, job_id: str) -> dict[str, Any] | None:
+    """One job by id; None when the API no longer knows it (404)."""
+    try:
+        body, _ = request_json(api, f"fine_tuning/jobs/{path_segment(job_id)}", {})
+    except ApiError as e:
+        if e.status == 404:
+            return None
+        raise
     if body.get("id") != job_id:
         raise ApiError(f"the API answered GET job {job_id} with another object")
     return body
+
+
+def path_segment(job_id: str) -> str:
+    """The id as one path segment: '/', '?', '#' and dot segments cannot leave it. Percent-escapes
+    already in an id are kept, since Bedrock's ids are URL-encoded ARNs meant to be sent as listed."""
+    segment = quote(job_id, safe="%!$&'()*+,;=:@~")
+    segment = re.sub(r"%(?![0-9A-Fa-f]{2})", "%25", segment)
+    return segment.replace(".", "%2E") if segment in (".", "..") else segment
 
 
 class Retry(Exception):
@@ -166,7 +186,7 @@ class Retry(Exception):
         self.delay = delay
 
 
-def request_json(api: Api, path: str, params: dict[str, Any]) -> dict[str, Any]:
+def request_json(api: Api, path: str, params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """GET a JSON object, retrying transient failures with backoff; everything else is ApiError."""
     s = api.settings
     for attempt in range(s.max_retries + 1):
@@ -193,7 +213,7 @@ def backoff(s: Settings, attempt: int) -> float:
     return random.uniform(0, min(s.backoff_max, s.backoff_base * 2**attempt))
 
 
-def attempt_json(api: Api, path: str, params: dict[str, Any]) -> dict[str, Any]:
+def attempt_json(api: Api, path: str, params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     url = api.http.base_url.join(path)
     where = f"GET {url.copy_with(query=None)}"
     api.requests += 1
@@ -210,7 +230,8 @@ def attempt_json(api: Api, path: str, params: dict[str, Any]) -> dict[str, Any]:
         raise Retry(f"{where}: cannot connect to {url.host} ({reason(e)})") from None
     except (httpx.TransportError, httpx.DecodingError) as e:
         raise Retry(f"{where}: connection broke ({reason(e)})") from None
-    return parse_response(response, where, api.settings.headers.values())
+    body = parse_response(response, where, api.settings.headers.values())
+    return body, response.headers.get("x-portkey-provider")
 
 
 def parse_response(r: httpx.Response, where: str, secrets: Iterable[str] = ()) -> dict[str, Any]:
@@ -237,7 +258,9 @@ def final_error(r: httpx.Response, message: str) -> ApiError | ConfigError:
             "and PORTKEY_VIRTUAL_KEY / PORTKEY_PROVIDER (+ PORTKEY_PROVIDER_API_KEY) / PORTKEY_CONFIG"
         )
     if code == 404:
-        return ConfigError(f"{message}: no fine-tuning jobs endpoint here; check PORTKEY_BASE_URL")
+        if r.url.path.rstrip("/").endswith("/fine_tuning/jobs"):
+            return ConfigError(f"{message}: no fine-tuning jobs endpoint here; check PORTKEY_BASE_URL", 404)
+        return ApiError(message, 404)
     if code == 412:
         return ApiError(f"{message}: Portkey budget exhausted", code)
     if 300 <= code < 400:
@@ -246,15 +269,19 @@ def final_error(r: httpx.Response, message: str) -> ApiError | ConfigError:
 
 
 def api_message(r: httpx.Response, secrets: Iterable[str]) -> str:
-    """The API's own error message, on one line and short, with any echo of our headers blanked out."""
+    """The API's own error message, on one line and short, with any echo of our headers blanked out:
+    OpenAI's {"error": {"message"}}, or the gateway's own {"status": "failure", "message"}."""
     try:
         body = r.json()
     except ValueError:
-        return ""
+        body = None
     err = body.get("error") if isinstance(body, dict) else None
-    msg = err.get("message") if isinstance(err, dict) else None
-    if not isinstance(msg, str) or not msg:
-        return ""
+    msg = err.get("message") if isinstance(err, dict) else err if isinstance(err, str) else None
+    if msg is None and isinstance(body, dict) and body.get("status") == "failure":
+        msg = body.get("message")
+    if not isinstance(msg, str) or not msg.strip():
+        provider = r.headers.get("x-portkey-provider")
+        return f" from {provider} with no error message" if provider else ""
     for secret in secrets:
         msg = msg.replace(secret.removeprefix("Bearer "), "[redacted]")
     return ": " + " ".join(msg.split())[:300]

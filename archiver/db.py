@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 # The newest migration. Kept here so that a run on an up-to-date archive need not import Alembic
 # (a third of the start-up time); tests/test_db.py checks it against migrations/versions.
-HEAD = "0004"
+HEAD = "0005"
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +251,31 @@ def advisory_lock(engine: Engine) -> Iterator[None]:
             yield
         finally:
             conn.execute(sa.text("SELECT pg_advisory_unlock(:a, :b)"), LOCK_KEY)
+
+
+def sync_running(engine: Engine) -> bool:
+    """Whether some process holds the run lock now (without taking it)."""
+    if engine.dialect.name != "sqlite":
+        query = sa.text(
+            "SELECT count(*) FROM pg_locks "
+            "WHERE locktype = 'advisory' AND classid = :a AND objid = :b AND granted"
+        )
+        with engine.connect() as conn:
+            return bool(conn.execute(query, LOCK_KEY).scalar())
+    path = sqlite_path(engine.url)
+    try:
+        fd = os.open(path + ".lock", os.O_RDONLY) if path else None
+    except OSError:
+        return False  # no lock file: no sync ever ran here
+    if fd is None:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def busy_message(pid: str = "?", since: str | None = None) -> str:

@@ -22,6 +22,10 @@ class ArchiverError(Exception):
 class ConfigError(ArchiverError):
     exit_code = 2
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status behind it, if any
+
 
 class AuthError(ConfigError):
     pass

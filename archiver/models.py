@@ -3,7 +3,6 @@
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Boolean,
     Column,
     Double,
     ForeignKey,
@@ -34,7 +33,7 @@ sync_runs = Table(
     Column("id", Serial, primary_key=True, autoincrement=True),
     Column("started_at", Double, nullable=False),  # Unix seconds, like the API's times
     Column("finished_at", Double),
-    Column("status", Text, nullable=False),  # running, succeeded, failed, interrupted
+    Column("status", Text, nullable=False),  # running, succeeded, failed, interrupted, abandoned
     Column("mode", Text, nullable=False),  # full or incremental
     Column("pages", Integer, nullable=False, default=0),
     Column("requests", Integer, nullable=False, default=0),
@@ -74,8 +73,12 @@ jobs = Table(
     Column("first_seen_at", Double, nullable=False),
     Column("last_seen_at", Double, nullable=False),
     Column("last_sync_run_id", ForeignKey("sync_runs.id", ondelete="SET NULL")),
+    Column("status_class", Text),  # queued, running, succeeded, failed, cancelled, unknown
+    Column("provider", Text),  # who answered: x-portkey-provider, the routing's provider, or unknown
+    Column("vanished_at", Double),  # when a sync found the job gone from the API; NULL while listed
     Index(None, "status"),
     Index(None, "created_at"),
+    Index(None, "status_class"),
 )
 
 
@@ -141,13 +144,17 @@ job_history = Table(
 
 CHILD_TABLES = (tags, integrations, result_files, errors)  # delete order
 
-sync_state = Table(
-    "sync_state",
+sync_gaps = Table(  # parts of the listing that may hold jobs never archived: see sync.py
+    "sync_gaps",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),  # one row, id 1
-    Column("history_complete", Boolean, nullable=False),  # a walk has reached has_more: false
-    Column("resume_after", Text),  # cursor of the last committed page of an unfinished walk
-    Column("updated_at", Double),
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("after_id", Text),  # resume with after=<this id>; NULL: from the head of the listing
+    Column("until_id", Text),  # the archived job that ends the gap; NULL: the end of the history
+    Column("until_created_at", BigInteger),  # a job created before it ends the gap too (it vanished)
+    Column("opened_at", Double, nullable=False),
+    Column("sync_run_id", ForeignKey("sync_runs.id", ondelete="SET NULL")),  # the run that last moved it
+    Column("blocked_reason", Text),  # the route refused to page here: why
+    Column("blocked_at", Double),  # when it last refused; tried again a day later
 )
 
 rejected_items = Table(  # list items that are not jobs: kept as received, never silently dropped

@@ -1,14 +1,17 @@
 """Jobs as rows (pure mappings) and the per-page write: upsert, replace children, append history."""
 
 import hashlib
+import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Dialect, Insert, Table, delete, func, insert, select, update
+import orjson
+from sqlalchemy import JSON, Connection, Dialect, Insert, Table, delete, insert, select, update
 
+from archiver import normalize
 from archiver.db import to_json
 from archiver.models import (
     CHILD_TABLES,
@@ -19,28 +22,14 @@ from archiver.models import (
     metadata,
     rejected_items,
     result_files,
-    sync_runs,
-    sync_state,
     tags,
 )
+from archiver.normalize import HYPERPARAMETERS, Notes, in_flight
 
 log = logging.getLogger(__name__)
 
 JSONObj = dict[str, Any]
-INT_FIELDS = ("created_at", "finished_at", "estimated_finish", "trained_tokens", "seed")
-TEXT_FIELDS = (
-    "object",
-    "status",
-    "model",
-    "fine_tuned_model",
-    "organization_id",
-    "training_file",
-    "validation_file",
-    "user_provided_suffix",
-)
-HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier")
-INT64 = range(-(2**63), 2**63)
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+Job = tuple[JSONObj, JSONObj]  # (the job as received, its canonical values from normalize.job)
 
 
 @dataclass
@@ -48,149 +37,36 @@ class PageCounts:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
-    quiet: bool = False  # every job already archived, unchanged and terminal: the incremental stop signal
+    known: int = 0  # jobs that were in the archive before this page was written
+    quiet: bool = False  # every job already archived, unchanged and not in flight: the stop signal
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON text of a value that content hashes are taken of: keys sorted, no whitespace,
+    UTF-8, numbers as orjson (ECMAScript) writes them. orjson refuses integers beyond 64 bits and
+    lone surrogates; `slow_canonical_json` writes the very same text for those (tests compare them)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
+        return slow_canonical_json(value)
+
+
+def slow_canonical_json(value: Any) -> str:
+    if isinstance(value, dict):
+        members = sorted((str(k), v) for k, v in value.items())
+        return "{" + ",".join(f"{slow_canonical_json(k)}:{slow_canonical_json(v)}" for k, v in members) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(slow_canonical_json(v) for v in value) + "]"
+    if isinstance(value, str):
+        escaped = json.dumps(value, ensure_ascii=False)
+        return "".join(f"\\u{ord(c):04x}" if "\ud800" <= c <= "\udfff" else c for c in escaped)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return orjson.dumps(value).decode()  # true, false, null, floats
 
 
 def content_hash(job: JSONObj) -> str:
-    return hashlib.sha256(to_json(job, sort_keys=True).encode(errors="surrogatepass")).hexdigest()
-
-
-def clean_text(value: str) -> str:
-    """PostgreSQL text holds no NUL and no lone surrogate: typed columns get U+FFFD there; `raw` keeps all."""
-    if "\x00" in value:
-        value = value.replace("\x00", "\ufffd")
-    if not value.isascii():
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            value = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
-    return value
-
-
-Warn = Callable[[str, Any], None]
-
-
-def text(obj: Any, key: str, warn: Warn) -> str | None:
-    value = obj.get(key) if isinstance(obj, dict) else None
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return clean_text(value)
-    warn(key, value)
-    return None
-
-
-def integer(obj: JSONObj, key: str, warn: Warn) -> int | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool) and value in INT64:
-        return value
-    warn(key, value)
-    return None
-
-
-def hyperparameter(value: Any, key: str, warn: Warn) -> str | None:
-    """`auto` or the number as sent, as text."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return repr(value)
-    warn(key, value)
-    return None
-
-
-def warner(job_id: str) -> Warn:
-    def warn(key: str, value: Any) -> None:
-        what = "is beyond 64 bits" if type(value) is int else f"has type {type(value).__name__}"
-        log.warning("job %s: %s %s; column left NULL (raw keeps it)", job_id, key, what)
-
-    return warn
-
-
-def job_row(job: JSONObj) -> JSONObj:
-    """The typed columns of `jobs`; a wrongly typed field becomes NULL with a warning."""
-    warn = warner(job["id"])
-    row: JSONObj = {"id": job["id"]}
-    for key in TEXT_FIELDS:  # the common case inline: this runs for every field of every job
-        v = job.get(key)
-        row[key] = (
-            v if v is None or (type(v) is str and v.isascii() and "\x00" not in v) else text(job, key, warn)
-        )
-    for key in INT_FIELDS:
-        v = job.get(key)
-        row[key] = v if v is None or (type(v) is int and -(2**63) <= v < 2**63) else integer(job, key, warn)
-    method = job.get("method") if isinstance(job.get("method"), dict) else {}
-    row["method_type"] = text(method, "type", warn)
-    hp = (method.get(row["method_type"] or "") or {}).get("hyperparameters") if method else None
-    if not isinstance(hp, dict):
-        hp = job.get("hyperparameters")
-    if not isinstance(hp, dict):
-        hp = {}
-    for key in HYPERPARAMETERS:
-        row[key] = hyperparameter(hp.get(key), key, warn)
-    row["metadata"] = job.get("metadata")
-    row["raw"] = job
-    return row
-
-
-def error_rows(job: JSONObj) -> list[JSONObj]:
-    """A row only for a real error: the API also sends null, {} and all-null members."""
-    err = job.get("error")
-    if not isinstance(err, dict) or (err.get("code") is None and err.get("message") is None):
-        return []
-    warn = warner(job["id"])
-    return [{"job_id": job["id"], **{k: text(err, k, warn) for k in ("code", "message", "param")}}]
-
-
-def result_file_rows(job: JSONObj) -> list[JSONObj]:
-    files = job.get("result_files")
-    if not isinstance(files, list):
-        if files is not None:
-            warner(job["id"])("result_files", files)
-        return []
-    warn = warner(job["id"])
-    return [
-        {"job_id": job["id"], "position": i, "file_id": text({"f": f}, "f", warn)}
-        for i, f in enumerate(files)
-    ]
-
-
-def integration_rows(job: JSONObj) -> tuple[list[JSONObj], list[JSONObj]]:
-    """Rows for `integrations` and for their W&B `tags`."""
-    items = job.get("integrations")
-    if not isinstance(items, list):
-        if items is not None:
-            warner(job["id"])("integrations", items)
-        return [], []
-    warn = warner(job["id"])
-    rows, tag_rows = [], []
-    for i, item in enumerate(items):
-        wandb = item.get("wandb") if isinstance(item, dict) else None
-        rows.append(
-            {
-                "job_id": job["id"],
-                "position": i,
-                "type": text(item, "type", warn),
-                "wandb_project": text(wandb, "project", warn),
-                "wandb_name": text(wandb, "name", warn),
-                "wandb_entity": text(wandb, "entity", warn),
-                "settings": item,
-            }
-        )
-        tag_list = wandb.get("tags") if isinstance(wandb, dict) else None
-        for j, tag in enumerate(tag_list if isinstance(tag_list, list) else []):
-            tag_rows.append(
-                {
-                    "job_id": job["id"],
-                    "integration_position": i,
-                    "position": j,
-                    "tag": text({"tag": tag}, "tag", warn),
-                }
-            )
-    return rows, tag_rows
+    return hashlib.sha256(canonical_json(job).encode()).hexdigest()
 
 
 @cache
@@ -207,57 +83,130 @@ def upsert_jobs_statement(dialect: str) -> Insert:
     )
 
 
-def stored_hashes(conn: Connection, ids: list[str]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for start in range(0, len(ids), 500):  # old SQLite builds allow 999 variables
-        chunk = ids[start : start + 500]
-        rows = conn.execute(select(jobs.c.id, jobs.c.content_hash).where(jobs.c.id.in_(chunk)))
-        found.update((job_id, h) for job_id, h in rows)
+def stored(conn: Connection, ids: list[str]) -> dict[str, tuple[str, bool]]:
+    """id -> (content hash, vanished) of the archived ones among `ids`."""
+    found: dict[str, tuple[str, bool]] = {}
+    for chunk in chunks(ids):
+        query = select(jobs.c.id, jobs.c.content_hash, jobs.c.vanished_at.is_not(None)).where(
+            jobs.c.id.in_(chunk)
+        )
+        found.update((job_id, (h, gone)) for job_id, h, gone in conn.execute(query))
     return found
 
 
-def upsert_page(conn: Connection, page: Iterable[JSONObj], run_id: int, now: float) -> PageCounts:
-    """Write one page of jobs: only new or changed jobs are touched; unchanged ones write nothing."""
-    by_id = {job["id"]: job for job in page}  # last wins: PostgreSQL refuses a batch touching a row twice
-    hashes = {job_id: content_hash(job) for job_id, job in by_id.items()}
-    stored = stored_hashes(conn, list(by_id))
-    changed = [job_id for job_id, h in hashes.items() if stored.get(job_id) != h]
-    counts = PageCounts(unchanged=len(by_id) - len(changed))
-    if not changed:
-        counts.quiet = all(job.get("status") in TERMINAL for job in by_id.values())
-        return counts
-    updated = [job_id for job_id in changed if job_id in stored]
-    counts.updated, counts.inserted = len(updated), len(changed) - len(updated)
-    seen = {"last_seen_at": now, "first_seen_at": now, "last_sync_run_id": run_id}
-    job_rows: list[JSONObj] = []
+def chunks(ids: list[str], size: int = 500) -> Iterator[list[str]]:
+    """Old SQLite builds allow 999 bound variables per statement."""
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def job_rows(job: JSONObj, canon: JSONObj) -> tuple[JSONObj, dict[Table, list[JSONObj]]]:
+    """The `jobs` row of one job, and its rows in each child table."""
+    job_id = canon["id"]
+    row = {k: canon[k] for k in JOB_COLUMNS}
+    row["raw"] = job
     children: dict[Table, list[JSONObj]] = {t: [] for t in CHILD_TABLES}
-    for job_id in changed:
-        job = by_id[job_id]
-        job_rows.append({**job_row(job), **seen, "content_hash": hashes[job_id]})
-        children[errors] += error_rows(job)
-        children[result_files] += result_file_rows(job)
-        integration, tag = integration_rows(job)
-        children[integrations] += integration
-        children[tags] += tag
-    if updated:
+    if canon["error"]:
+        children[errors].append({"job_id": job_id, **canon["error"]})
+    children[result_files] = [
+        {"job_id": job_id, "position": i, "file_id": f} for i, f in enumerate(canon["result_files"])
+    ]
+    for i, item in enumerate(canon["integrations"]):
+        children[integrations].append(
+            {"job_id": job_id, "position": i, **{k: item[k] for k in INTEGRATION_COLUMNS}}
+        )
+        children[tags] += [
+            {"job_id": job_id, "integration_position": i, "position": j, "tag": tag}
+            for j, tag in enumerate(item["tags"])
+        ]
+    return row, children
+
+
+JOB_COLUMNS = (
+    *("id", "object", "created_at", "finished_at", "estimated_finish", "status", "status_class"),
+    *("model", "fine_tuned_model", "organization_id", "trained_tokens", "training_file"),
+    *("validation_file", "seed", "user_provided_suffix", "method_type", "provider", "metadata"),
+    *HYPERPARAMETERS,
+)
+INTEGRATION_COLUMNS = ("type", "wandb_project", "wandb_name", "wandb_entity", "settings")
+
+
+def upsert_page(conn: Connection, page: list[Job], run_id: int, now: float) -> PageCounts:
+    """Write one page of jobs: only new or changed jobs are touched; unchanged ones write nothing
+    (but a job that had vanished and is listed again loses its mark)."""
+    by_id = {canon["id"]: (job, canon) for job, canon in page}  # last wins: see executemany
+    hashes = {job_id: content_hash(job) for job_id, (job, _) in by_id.items()}
+    before = stored(conn, list(by_id))
+    changed = [job_id for job_id, h in hashes.items() if before.get(job_id, ("", False))[0] != h]
+    counts = PageCounts(unchanged=len(by_id) - len(changed), known=len(before))
+    back = [job_id for job_id, (_, gone) in before.items() if gone and job_id not in changed]
+    for chunk in chunks(back):
+        conn.execute(update(jobs).where(jobs.c.id.in_(chunk)).values(vanished_at=None))
+    if not changed:
+        counts.quiet = not any(in_flight(c["status"], c["status_class"]) for _, c in by_id.values())
+        return counts
+    updated = [job_id for job_id in changed if job_id in before]
+    counts.updated, counts.inserted = len(updated), len(changed) - len(updated)
+    write_jobs(conn, [by_id[job_id] for job_id in changed], updated, hashes, run_id, now, history=True)
+    return counts
+
+
+def write_jobs(
+    conn: Connection,
+    page: list[Job],
+    updated: list[str],
+    hashes: dict[str, str],
+    run_id: int | None,
+    now: float,
+    history: bool,
+) -> None:
+    """Upsert these jobs' rows, replace the children of the `updated` ones, append history."""
+    seen = {"last_seen_at": now, "first_seen_at": now, "last_sync_run_id": run_id, "vanished_at": None}
+    job_table: list[JSONObj] = []
+    children: dict[Table, list[JSONObj]] = {t: [] for t in CHILD_TABLES}
+    for job, canon in page:
+        row, kids = job_rows(job, canon)
+        job_table.append({**row, **seen, "content_hash": hashes[canon["id"]]})
+        for table, rows in kids.items():
+            children[table] += rows
+    for chunk in chunks(updated):
         for table in CHILD_TABLES:
-            conn.execute(delete(table).where(table.c.job_id.in_(updated)))
-    executemany(conn, jobs, job_rows, upsert=True)
+            conn.execute(delete(table).where(table.c.job_id.in_(chunk)))
+    executemany(conn, jobs, job_table, upsert=True)
     for table in reversed(CHILD_TABLES):  # parents before children
         executemany(conn, table, children[table])
-    history = [
-        {
-            "job_id": job_id,
-            "sync_run_id": run_id,
-            "observed_at": now,
-            "status": row["status"],
-            "content_hash": row["content_hash"],
-            "raw": row["raw"],
-        }
-        for job_id, row in zip(changed, job_rows, strict=True)
-    ]
-    executemany(conn, job_history, history)
-    return counts
+    if history:
+        versions = [
+            {
+                "job_id": row["id"],
+                "sync_run_id": run_id,
+                "observed_at": now,
+                "status": row["status"],
+                "content_hash": row["content_hash"],
+                "raw": row["raw"],
+            }
+            for row in job_table
+        ]
+        executemany(conn, job_history, versions)
+
+
+def rederive_all(conn: Connection, batch: int = 1000) -> None:
+    """Recompute every job's typed columns, children and content hash from `raw` with the current
+    normalization (a migration calls this); job_history is left as it was observed."""
+    notes = Notes()
+    last = ""
+    while True:
+        query = select(jobs.c.id, jobs.c.raw, jobs.c.provider, jobs.c.last_seen_at, jobs.c.last_sync_run_id)
+        rows = conn.execute(query.where(jobs.c.id > last).order_by(jobs.c.id).limit(batch)).all()
+        if not rows:
+            break
+        last = rows[-1].id
+        for r in rows:
+            page = [(r.raw, normalize.job(r.raw, notes, r.provider or "unknown"))]
+            write_jobs(
+                conn, page, [r.id], {r.id: content_hash(r.raw)}, r.last_sync_run_id, r.last_seen_at, False
+            )
+    notes.counts.clear()
 
 
 def executemany(conn: Connection, table: Table, rows: list[JSONObj], upsert: bool = False) -> None:
@@ -287,43 +236,6 @@ def compiled_insert(
     order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
     json_columns = tuple(k for k in keys if isinstance(metadata.tables[table].c[k].type, JSON))
     return str(compiled), order, json_columns
-
-
-def start_run(conn: Connection, mode: str, base_url: str, now: float) -> int:
-    row = {"started_at": now, "status": "running", "mode": mode, "base_url": base_url}
-    return conn.execute(insert(sync_runs).values(row).returning(sync_runs.c.id)).scalar_one()
-
-
-def save_run(conn: Connection, run_id: int, **values: Any) -> None:
-    conn.execute(update(sync_runs).where(sync_runs.c.id == run_id).values(**values))
-
-
-@dataclass
-class State:
-    history_complete: bool = False
-    resume_after: str | None = None
-
-
-def load_state(conn: Connection) -> State:
-    row = conn.execute(select(sync_state.c.history_complete, sync_state.c.resume_after)).first()
-    return State(*row) if row else State()
-
-
-def save_state(conn: Connection, now: float, **values: Any) -> None:
-    conn.execute(update(sync_state).where(sync_state.c.id == 1).values(updated_at=now, **values))
-
-
-def in_flight(conn: Connection) -> dict[str, int | None]:
-    """Archived jobs not yet in a terminal status (any status the API adds counts as in flight)."""
-    query = select(jobs.c.id, jobs.c.created_at).where(
-        jobs.c.status.is_(None) | jobs.c.status.not_in(sorted(TERMINAL))
-    )
-    return {job_id: created for job_id, created in conn.execute(query)}
-
-
-def count_created_between(conn: Connection, oldest: int, newest: int) -> int:
-    query = select(func.count()).where(jobs.c.created_at >= oldest, jobs.c.created_at <= newest)
-    return conn.execute(query).scalar_one()
 
 
 def split_items(items: list[Any]) -> tuple[list[JSONObj], list[tuple[int, str, Any]]]:

@@ -1,39 +1,54 @@
-"""One sync run: walk the API's pages newest first, one transaction per page, and know when to stop.
+"""One sync run: walks over the API's listing, one transaction per page, and the coverage they keep.
 
-Incremental runs stop early: once a page holds only archived, unchanged, terminal jobs, and every
-job the archive holds in flight has been seen again (walked past, or fetched one by one when that
-is cheaper). Until one walk has reached the end of the history, runs keep walking to the end; an
-interrupted walk resumes from its checkpoint, the cursor committed with its last page.
+The listing is newest first; new jobs enter at its head (a run that sees `created_at` increase
+stops trusting this and walks to the end). Jobs may leave it anywhere (providers purge them).
+
+Coverage. The archive stores, in `sync_gaps`, every part of the listing that may hold jobs it has
+never archived: a gap is "the jobs after job A (or the head) and before job U (or the end)", U
+being an archived job, or any job created before U should U itself vanish. The invariant:
+
+    every listed job that is not archived is newer than every archived job, or lies in a gap.
+
+Each kind of walk keeps it, because each page's jobs and the walk's gaps commit in one transaction:
+
+- A head walk starts at the head, where only new jobs lie until it meets U = the newest archived
+  job. After each page it records the gap (last job of the page, U) and it closes that gap on
+  reaching U. Cut off at any page, the jobs it did not reach are inside its gap.
+- A gap walk resumes a gap after A, moves A along with every page and closes the gap at U.
+- A full walk is a head walk that never stops early.
+- Any walk that passes a gap's A carries that gap along (it walks it, so the gap moves with it);
+  a walk from the head that reaches the end has walked everything and closes every gap.
+
+So the stop rule is safe: a head walk stops only after meeting U, at a page whose jobs are all
+archived, unchanged and not in flight, once every job the archive holds in flight has been seen
+again (paging on, or one GET each when that is cheaper); then the run walks every open gap. After
+a successful run no gap is left, except where the route refuses to page (`blocked_reason`, tried
+again a day later): the archive then equals the listing but for what that gap hides.
+
+A job the API no longer knows (404 on its GET, or missing from a full walk that reached the end)
+stays in the archive with `vanished_at` set and is no longer refreshed.
 """
 
+import itertools
 import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from archiver import ledger, normalize
 from archiver.client import Api, Page, fetch_job, iter_pages
 from archiver.db import database_error
 from archiver.errors import ApiError, ArchiverError, Interrupted
-from archiver.store import (
-    JSONObj,
-    PageCounts,
-    State,
-    count_created_between,
-    in_flight,
-    load_state,
-    quarantine,
-    save_run,
-    save_state,
-    split_items,
-    start_run,
-    upsert_page,
-)
+from archiver.ledger import Gap
+from archiver.store import JSONObj, PageCounts, quarantine, split_items, upsert_page
 
 log = logging.getLogger(__name__)
+
+RETRY_BLOCKED_AFTER = 86400.0  # a route that refused to page is asked again a day later
 
 
 @dataclass
@@ -47,6 +62,8 @@ class SyncResult:
     updated: int = 0
     unchanged: int = 0
     rejected: int = 0
+    vanished: int = 0
+    partial: str | None = None  # why part of the history is unreachable through this route
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -64,11 +81,19 @@ class SyncResult:
             "jobs_rejected": self.rejected,
         }
 
-    def add(self, counts: PageCounts, seen: int) -> None:
-        self.seen += seen
-        self.inserted += counts.inserted
-        self.updated += counts.updated
-        self.unchanged += counts.unchanged
+
+@dataclass
+class Walk:
+    """One pass down the listing from `after` (None: the head). `held`: the gaps it is closing."""
+
+    kind: str  # "head" (to a stop page), "gap" (through a gap), "full" (to the end)
+    after: str | None
+    held: list[Gap]
+    passed_newest: bool = False  # a head walk has met the archive (its own gap is closed)
+    quiet: bool = False  # a head walk has seen a page of known, unchanged, settled jobs
+    started_at_head: bool = True
+    listed: set[str] | None = None  # ids seen, when a full walk is to mark the missing as vanished
+    last_created: int | None = None  # for the newest-first check across pages
 
 
 @dataclass
@@ -79,43 +104,15 @@ class Run:
     engine: Engine
     result: SyncResult
     limit: int
+    full: bool
     on_page: Callable[[SyncResult], None] | None
+    provider: str
     pending: dict[str, int | None]  # in-flight jobs not yet seen again: id -> created_at
-    state: State  # as committed
+    gaps: list[Gap]  # open, as committed
+    newest: tuple[str, int | None] | None  # the archive's newest job at the start
+    blocked: str | None = None  # the route refuses to page: why
     order_ok: bool = True
-    passed_checkpoint: bool = False  # the head walk went past the unfinished walk's checkpoint
-
-    def write(self, page: Page, mark_new: bool = False, **state: object) -> PageCounts:
-        """One transaction: the jobs, the rejected items, the checkpoint (if any) and the run's counters.
-
-        With `mark_new`, a page that brought new jobs becomes the checkpoint: the jobs after it
-        may be missing until a walk gets past them (a head walk cut off before its stop page).
-        """
-        now = time.time()
-        jobs, bad = split_items(page.items)
-        with self.engine.begin() as conn:
-            counts = upsert_page(conn, jobs, self.result.run_id, now)
-            if mark_new and counts.inserted and page.has_more:
-                state = {**state, "resume_after": page.last_id}
-            if bad:
-                log.warning(
-                    "%d items of the page after %s are not jobs; kept in rejected_items", len(bad), page.after
-                )
-                quarantine(conn, bad, self.result.run_id, page.after, now)
-                counts.quiet = False
-            self.result.add(counts, len(jobs))
-            self.result.rejected += len(bad)
-            self.result.requests = self.api.requests
-            self.save_state(conn, now, state)
-            save_run(conn, self.result.run_id, **self.result.counters())
-        for job in jobs:
-            self.pending.pop(job["id"], None)
-        return counts
-
-    def save_state(self, conn: Connection, now: float, state: dict[str, object]) -> None:
-        if any(getattr(self.state, k) != v for k, v in state.items()):
-            save_state(conn, now, **state)
-            self.state = replace(self.state, **state)  # type: ignore[arg-type]
+    notes: normalize.Notes = field(default_factory=normalize.Notes)
 
 
 def sync(
@@ -124,23 +121,21 @@ def sync(
     *,
     full: bool = False,
     limit: int = 100,
+    provider: str = "unknown",
     on_page: Callable[[SyncResult], None] | None = None,
 ) -> SyncResult:
-    """Archive the job list; the run is recorded in sync_runs whatever happens."""
+    """Archive the job list. The caller holds the run lock; the run is recorded in sync_runs
+    whatever happens (a run left `running` by a killed process becomes `abandoned` here)."""
     mode = "full" if full else "incremental"
+    now = time.time()
     with engine.begin() as conn:
-        run_id = start_run(conn, mode, str(api.http.base_url), time.time())
-        state, pending = load_state(conn), in_flight(conn)
-    run = Run(api, engine, SyncResult(run_id=run_id, mode=mode), limit, on_page, pending, state)
+        run_id = ledger.start_run(conn, mode, str(api.http.base_url), now)
+        pending, gaps, newest = ledger.load_in_flight(conn), ledger.load_gaps(conn), ledger.newest_job(conn)
+    blocked = [g for g in gaps if g.blocked_at is not None and now - g.blocked_at < RETRY_BLOCKED_AFTER]
+    run = Run(api, engine, SyncResult(run_id, mode), limit, full, on_page, provider, pending, gaps, newest)
+    run.blocked = blocked[0].blocked_reason if blocked else None
     try:
-        if full or (not state.history_complete and not state.resume_after):
-            walk(run, after=None, stop_early=False, checkpoint=not state.history_complete)
-        elif (
-            not walk(run, after=None, stop_early=True, checkpoint=False, then=state.resume_after)
-            and state.resume_after
-            and not run.passed_checkpoint
-        ):
-            resume(run, state.resume_after)
+        walk_all(run)
     except ArchiverError as e:
         finish(run, "failed", str(e))
         raise
@@ -151,101 +146,216 @@ def sync(
     except (KeyboardInterrupt, Interrupted):
         finish(run, "interrupted", "interrupted by a signal")
         raise
+    except Exception as e:  # a bug: recorded, then it keeps its traceback
+        finish(run, "failed", f"{type(e).__name__}: {e}")
+        raise
     finish(run, "succeeded")
     return run.result
 
 
-def resume(run: Run, after: str) -> None:
-    """Carry on from the checkpoint: to the end while the history is incomplete, else to a stop page."""
-    log.info("resuming the unfinished walk after %s", after)
-    pages = run.result.pages
-    complete = run.state.history_complete
-    try:
-        walk(run, after=after, stop_early=complete, checkpoint=not complete)
-    except ApiError as e:
-        if e.status != 400 or run.result.pages != pages:  # only the checkpoint itself may be refused
-            raise
-        log.warning("the API rejected the checkpoint %s (%s); walking the whole history instead", after, e)
-        walk(run, after=None, stop_early=False, checkpoint=True)
+def walk_all(run: Run) -> None:
+    """The head walk (or a full one), then every gap it left open."""
+    own = Gap(None, None, *(run.newest or (None, None)))  # the head walk's gap, stored once needed
+    kind = "full" if run.full else "head"
+    listed: set[str] | None = set() if run.full and run.newest else None
+    walk(run, Walk(kind, None, [own], passed_newest=run.newest is None, listed=listed))
+    for gap in list(run.gaps):
+        if gap in run.gaps and (gap.blocked_at is None or run.blocked is None):
+            walk(run, Walk("gap", gap.after_id, [gap], started_at_head=gap.after_id is None))
+    blocked = [g for g in run.gaps if g.blocked_reason]
+    if blocked:
+        run.result.partial = blocked[0].blocked_reason
+        after = f"after job {blocked[0].after_id}" if blocked[0].after_id else "beyond the first page"
+        log.warning("coverage is partial: the history %s is unreachable: %s", after, run.result.partial)
 
 
-def walk(run: Run, *, after: str | None, stop_early: bool, checkpoint: bool, then: str | None = None) -> bool:
-    """Walk from `after`; returns True when it reached the end of the history.
-
-    `checkpoint`: every page moves the checkpoint (a walk to the end). A walk that may stop early
-    moves it only past pages that brought new jobs, until its stop page; there the gap it could
-    have opened is closed, and it leaves `then` (the checkpoint of an older unfinished walk, still
-    to be resumed) unless it went past it.
-    """
-    newest_allowed: int | None = None
-    quiet = False
-    for page in iter_pages(run.api, run.limit, after, prefetch=not stop_early):
-        jobs = [item for item in page.items if isinstance(item, dict)]
-        newest_allowed = check_order(run, jobs, newest_allowed)
-        at_checkpoint = then is not None and any(job.get("id") == then for job in jobs)
-        if at_checkpoint:  # the jobs after this page may be missing: walk on into them
-            run.passed_checkpoint = True
-            if not run.state.history_complete:  # the first walk never finished: finish it now
-                stop_early, checkpoint = False, True
+def walk(run: Run, w: Walk) -> None:
+    """Fetch and write pages until the walk's kind says stop. Walks that end only at the end of
+    their gaps or of the listing fetch the next page while this one is written."""
+    prefetch = not run.blocked and (w.kind == "full" or any(g.until_id is None for g in w.held))
+    pages, received = iter_pages(run.api, run.limit, w.after, prefetch=prefetch), 0
+    while True:
+        try:
+            page = next(pages)
+        except StopIteration:
+            return end_walk(run, w, None)
+        except ApiError as e:
+            if e.status != 400 or (received == 0 and w.after is None):
+                raise
+            if received == 0:  # a stored cursor was refused: its job may be gone; start at the head
+                log.warning("the API refused to resume after %s (%s); walking from the head", w.after, e)
+                w.after, w.started_at_head = None, True
+                pages = iter_pages(run.api, run.limit, None, prefetch=prefetch)
+                continue
+            return end_walk(run, w, f"this provider's pagination does not work through the gateway ({e})")
+        received += 1
+        counts, jobs = write(run, w, page)
         if not page.has_more:
-            state: dict[str, object] = {"history_complete": True, "resume_after": None}
-        elif checkpoint:
-            state = {"resume_after": page.last_id}
-        else:
-            state = {}
-        counts = run.write(page, mark_new=stop_early and not quiet, **state)
-        run.result.pages += 1
-        if run.on_page:
-            run.on_page(run.result)
-        if not page.has_more:
-            return True
-        quiet = (quiet or counts.quiet) and not at_checkpoint
-        if stop_early and run.order_ok and quiet and settle_stragglers(run, jobs):
-            leave = None if run.passed_checkpoint else then
-            if run.state.resume_after != leave:
-                with run.engine.begin() as conn:
-                    run.save_state(conn, time.time(), {"resume_after": leave})
-            return False
-    return True
+            return end_walk(run, w, None)
+        if stop_here(run, w, counts, jobs):
+            return
+        if run.blocked:  # known to refuse cursors: do not ask again this run
+            return end_walk(run, w, run.blocked)
 
 
-def check_order(run: Run, jobs: list[JSONObj], newest_allowed: int | None) -> int | None:
+def end_walk(run: Run, w: Walk, blocked: str | None) -> None:
+    """The walk can go no further: the end of the listing, or the route refuses to page (why)."""
+    if blocked and w.held:
+        now = time.time()
+        with run.engine.begin() as conn:
+            for gap in mark_blocked(run, w, blocked):
+                ledger.save_gap(conn, gap, run.result.run_id, now)
+    if w.kind == "head":
+        settle(run, None, may_page=False)
+
+
+def stop_here(run: Run, w: Walk, counts: PageCounts, jobs: list[JSONObj]) -> bool:
+    """The one place a walk decides to stop before the end of the listing."""
+    if w.kind == "gap":
+        return not w.held  # its gap (and any it carried along) is closed
+    w.quiet = w.quiet or counts.quiet
+    if w.held or w.kind == "full" or not run.order_ok:
+        return False
+    return w.quiet and settle(run, jobs[-1]["created_at"] if jobs else None, may_page=True)
+
+
+def write(run: Run, w: Walk, page: Page) -> tuple[PageCounts, list[JSONObj]]:
+    """One transaction: the jobs, the rejected items, the walk's gaps and the run's counters."""
+    now = time.time()
+    good, bad = split_items(page.items)
+    provider = page.provider or run.provider
+    jobs = [(job, normalize.job(job, run.notes, provider)) for job in good]
+    canons = [c for _, c in jobs]
+    listing = w.kind != "get"
+    closed, moved = track_gaps(run, w, page, canons) if listing else ([], [])
+    if listing:
+        check_order(run, w, canons)
+        if page.truncated:
+            moved = mark_blocked(run, w, NO_HAS_MORE)
+    with run.engine.begin() as conn:
+        counts = upsert_page(conn, jobs, run.result.run_id, now)
+        if bad:
+            log.warning(
+                "%d items of the page after %s are not jobs; kept in rejected_items", len(bad), page.after
+            )
+            quarantine(conn, bad, run.result.run_id, page.after, now)
+            counts.quiet = False
+        ledger.close_gaps(conn, [g.id for g in closed if g.id is not None])
+        for gap in moved:
+            ledger.save_gap(conn, gap, run.result.run_id, now)
+        r = run.result
+        r.seen, r.inserted, r.updated = (
+            r.seen + len(jobs),
+            r.inserted + counts.inserted,
+            r.updated + counts.updated,
+        )
+        r.unchanged, r.rejected, r.requests = (
+            r.unchanged + counts.unchanged,
+            r.rejected + len(bad),
+            run.api.requests,
+        )
+        r.pages += listing
+        ledger.save_run(conn, r.run_id, **r.counters())
+    run.gaps = [g for g in run.gaps if g not in closed] + [g for g in moved if g not in run.gaps]
+    for canon in canons:
+        run.pending.pop(canon["id"], None)
+    if w.listed is not None:
+        w.listed.update(c["id"] for c in canons)
+        if not page.has_more and not page.truncated:
+            mark_missing_vanished(run, w.listed)
+    if run.on_page and listing:
+        run.on_page(run.result)
+    return counts, canons
+
+
+NO_HAS_MORE = "the API's pages carry no has_more, so nothing beyond the first page can be reached"
+
+
+def track_gaps(run: Run, w: Walk, page: Page, canons: list[JSONObj]) -> tuple[list[Gap], list[Gap]]:
+    """Which gaps this page closes, and which move (or open) to start after it."""
+    ids = {c["id"] for c in canons}
+    for gap in run.gaps:  # a walk passing a gap's start carries the gap along
+        if gap not in w.held and (gap.after_id in ids or (gap.after_id is None and w.started_at_head)):
+            w.held.append(gap)
+    closed = [g for g in w.held if any(g.closes_at(c) for c in canons)]
+    if not page.has_more and not page.truncated:
+        closed = list(w.held) + ([g for g in run.gaps if g not in w.held] if w.started_at_head else [])
+    if w.kind != "gap" and w.held and w.held[0].id is None and w.held[0] in closed:
+        w.passed_newest = True
+    w.held = [g for g in w.held if g not in closed]
+    for gap in w.held:  # this page was reached, so the route pages (again)
+        gap.after_id, gap.blocked_reason, gap.blocked_at = page.last_id, None, None
+    return closed, list(w.held)
+
+
+def mark_blocked(run: Run, w: Walk, reason: str) -> list[Gap]:
+    """The route will not page past here: the walk's gaps stay open, marked with why (the caller
+    stores them); later walks of this run do not ask for another page."""
+    run.blocked = reason
+    now = time.time()
+    held, w.held = w.held, []
+    for gap in held:
+        gap.blocked_reason, gap.blocked_at = reason, now
+    run.gaps += [g for g in held if g not in run.gaps]
+    return held
+
+
+def check_order(run: Run, w: Walk, canons: list[JSONObj]) -> None:
     """The stop rule trusts newest-first order; if created_at ever increases, walk to the end."""
-    for job in jobs:
-        created = job.get("created_at")
-        if not isinstance(created, int):
-            continue
-        if newest_allowed is not None and created > newest_allowed and run.order_ok:
-            run.order_ok = False
-            log.warning("the API does not list jobs newest first; walking the whole history this run")
-        newest_allowed = created
-    return newest_allowed
+    created = [c["created_at"] for c in canons if c["created_at"] is not None]
+    if w.last_created is not None:
+        created.insert(0, w.last_created)
+    if run.order_ok and any(a < b for a, b in itertools.pairwise(created)):
+        run.order_ok = False
+        log.warning("the API does not list jobs newest first; walking the whole history this run")
+    if created:
+        w.last_created = created[-1]
 
 
-def settle_stragglers(run: Run, jobs: list[JSONObj]) -> bool:
-    """True when every in-flight job has been seen again, fetching them one by one if that is cheaper."""
+def settle(run: Run, here: int | None, may_page: bool) -> bool:
+    """True when every in-flight job has been seen again, fetching them one by one when that is
+    cheaper than paging on (or when paging on is not possible)."""
     if not run.pending:
         return True
-    created = [c for c in run.pending.values() if c is not None]
-    here = jobs[-1].get("created_at") if jobs else None
-    pages_left: float = math.inf  # unknown depth: fetching is the bounded way
-    if created and isinstance(here, int):
+    ahead = {i: c for i, c in run.pending.items() if c is not None and here is not None and c <= here}
+    if may_page and ahead and not run.blocked:
         with run.engine.connect() as conn:
-            pages_left = math.ceil(count_created_between(conn, min(created), here) / run.limit)
-    if len(run.pending) > pages_left:
-        return False  # paging on reaches them sooner
+            pages_left = math.ceil(
+                ledger.count_created_between(conn, min(ahead.values()), here or 0) / run.limit
+            )
+        if len(ahead) > pages_left:
+            return False  # paging on reaches them sooner (the rest, passed unseen, need a GET anyway)
     log.info("fetching %d in-flight jobs one by one", len(run.pending))
-    fetched = [fetch_job(run.api, job_id) for job_id in list(run.pending)]
-    run.write(Page(items=fetched, has_more=False, after=None))
+    fetched = {job_id: fetch_job(run.api, job_id) for job_id in list(run.pending)}
+    gone = [job_id for job_id, job in fetched.items() if job is None]
+    found = [job for job in fetched.values() if job is not None]
+    write(run, Walk("get", None, []), Page(found, False, None))
+    if gone:
+        with run.engine.begin() as conn:
+            ledger.mark_vanished(conn, gone, time.time())
+        run.result.vanished += len(gone)
+        log.info("%d jobs are gone from the API (404); kept and marked vanished", len(gone))
+    run.pending.clear()
     return True
+
+
+def mark_missing_vanished(run: Run, listed: set[str]) -> None:
+    """After a full walk: archived jobs it did not see are gone from the listing."""
+    with run.engine.begin() as conn:
+        missing = [job_id for job_id in ledger.listed_ids(conn) if job_id not in listed]
+        ledger.mark_vanished(conn, missing, time.time())
+    if missing:
+        run.result.vanished += len(missing)
+        log.info("%d archived jobs are no longer listed; kept and marked vanished", len(missing))
 
 
 def finish(run: Run, status: str, error: str | None = None) -> None:
+    run.notes.flush()
     result = run.result
     result.requests = run.api.requests
     values = {"status": status, "error": error, "finished_at": time.time(), **result.counters()}
     try:
         with run.engine.begin() as conn:
-            save_run(conn, result.run_id, **values)
+            ledger.save_run(conn, result.run_id, **values)
     except DBAPIError as e:  # the archive itself may be what failed; the original error matters more
         log.warning("could not record the run's end: %s", database_error(e))

@@ -154,7 +154,6 @@ def test_an_error_body_echoing_our_headers_is_blanked() -> None:
         {"object": "page", "data": [], "has_more": False},
         {"object": "list", "data": {}, "has_more": False},
         {"object": "list", "data": [], "has_more": "false"},
-        {"object": "list", "data": []},
     ],
 )
 def test_an_envelope_that_is_not_a_job_list_is_refused(body: dict[str, Any]) -> None:
@@ -163,6 +162,21 @@ def test_an_envelope_that_is_not_a_job_list_is_refused(body: dict[str, Any]) -> 
     api, _ = client(fake)
     with pytest.raises(ApiError, match="not a job list"):
         fetch_page(api, 10, None)
+
+
+@pytest.mark.parametrize(("jobs", "truncated"), [(10, True), (9, False)])
+def test_a_page_without_has_more_is_the_last_and_a_full_one_is_marked_truncated(
+    jobs: int, truncated: bool
+) -> None:
+    """Bedrock through the gateway: no has_more, the provider's first page whatever is asked."""
+    fake = FakeApi()
+    data = make_jobs(jobs)
+    fake.faults.append(
+        json_reply(200, {"object": "list", "data": data, "total_count": jobs, "last_id": "tok"})
+    )
+    api, _ = client(fake)
+    page = fetch_page(api, 10, None)
+    assert (page.items, page.has_more, page.truncated) == (data, False, truncated)
 
 
 def test_pages_larger_than_limit_are_taken_whole() -> None:

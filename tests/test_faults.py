@@ -130,13 +130,17 @@ def test_wrongly_typed_fields_keep_the_job_with_null_columns(
     ]
     warned = {r.getMessage() for r in caplog.records if r.levelno == logging.WARNING}
     for field in (
-        "created_at has type str",
-        "result_files has type str",
-        "seed is beyond 64 bits",
-        "trained_tokens has type bool",
-        "model has type list",
+        "created_at is text that is not a time; column left NULL",
+        "result_files is str, not a list; ignored",
+        "seed is beyond 64 bits; column left NULL",
+        "trained_tokens is bool, not an integer; column left NULL",
+        "model is a list, not text; column left NULL",
     ):
-        assert f"job {odd['id']}: {field}; column left NULL (raw keeps it)" in warned, field
+        assert f"1 job: {field} (raw keeps it) (e.g. job {odd['id']})" in warned, field
+    assert (
+        "1 job: integrations[] is str, not an object; kept as its settings (e.g. job " + odd["id"] + ")"
+        in warned
+    )
 
 
 HOSTILE = [

@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from archiver.errors import ApiError
-from archiver.models import job_history, sync_state
+from archiver.models import job_history, sync_gaps
 from archiver.sync import sync
 from tests.conftest import assert_archive_equals, count_rows, read_archive
 from tests.fake_api import FakeApi, add_new_jobs, finish_job, make_jobs
@@ -21,9 +21,11 @@ def settled(n: int, seed: int) -> list[dict]:
     return jobs
 
 
-def state(engine: sa.Engine) -> tuple[bool, str | None]:
+def gaps(engine: sa.Engine) -> list[tuple[str | None, str | None]]:
+    """The open gaps: (resume after, ends at)."""
     with engine.connect() as conn:
-        return tuple(conn.execute(sa.select(sync_state.c.history_complete, sync_state.c.resume_after)).one())
+        query = sa.select(sync_gaps.c.after_id, sync_gaps.c.until_id).order_by(sync_gaps.c.id)
+        return [tuple(row) for row in conn.execute(query)]
 
 
 def test_noop_incremental_sync_makes_one_request_and_writes_nothing(engine: sa.Engine) -> None:
@@ -111,7 +113,7 @@ def test_an_interrupted_first_sync_resumes_from_its_checkpoint(engine: sa.Engine
     with pytest.raises(ApiError, match="HTTP 503"):
         sync(api_for(fake, max_retries=2), engine, limit=100)
     assert count_rows(engine, "jobs") == 1000
-    assert state(engine) == (False, fake.jobs[999]["id"])
+    assert gaps(engine) == [(fake.jobs[999]["id"], None)]
     assert_archive_equals(engine, fake.jobs[:1000])
 
     fake.outage_after = None
@@ -127,7 +129,7 @@ def test_an_interrupted_first_sync_resumes_from_its_checkpoint(engine: sa.Engine
     assert len(afters) == 2 + 15
     assert result.requests == 17
     assert_archive_equals(engine, fake.jobs)
-    assert state(engine) == (True, None)
+    assert gaps(engine) == []
 
 
 def test_a_checkpoint_the_api_rejects_falls_back_to_a_full_walk(engine: sa.Engine) -> None:
@@ -139,7 +141,7 @@ def test_a_checkpoint_the_api_rejects_falls_back_to_a_full_walk(engine: sa.Engin
     fake.outage_after = None
     sync(api_for(fake), engine, limit=100)
     assert_archive_equals(engine, [lost, *fake.jobs])  # nothing archived is ever deleted
-    assert state(engine) == (True, None)
+    assert gaps(engine) == []
 
 
 def test_jobs_out_of_order_turn_the_run_into_a_full_walk(
@@ -169,27 +171,28 @@ def test_an_incremental_run_cut_off_among_new_jobs_leaves_no_hole(engine: sa.Eng
     fake.outage_after = fake.pages_served + 1
     with pytest.raises(ApiError):
         sync(api_for(fake, max_retries=0), engine, limit=7)
-    assert state(engine) == (True, fake.jobs[6]["id"])  # the gap is marked
+    assert gaps(engine) == [(fake.jobs[6]["id"], fake.jobs[8]["id"])]  # the gap is marked
     fake.outage_after = None
     fake.requests.clear()
     sync(api_for(fake), engine, limit=7)
     assert_archive_equals(engine, fake.jobs)
-    assert state(engine) == (True, None)
-    assert [r.params.get("after") for r in fake.requests] == [None, fake.jobs[6]["id"], fake.jobs[13]["id"]]
+    assert gaps(engine) == []
+    # Page 1 is known and final: the head walk stops; the gap walk's first page reaches its end.
+    assert [r.params.get("after") for r in fake.requests] == [None, fake.jobs[6]["id"]]
 
 
 def test_a_corrupt_checkpoint_falls_back_to_a_full_walk_and_deletes_nothing(engine: sa.Engine) -> None:
     fake = FakeApi(make_jobs(250, seed=27))
     sync(api_for(fake), engine, limit=100)
-    with engine.begin() as conn:  # as if the state row had been damaged
-        conn.execute(sync_state.update().values(history_complete=False, resume_after="ftjob-\x7fgarbage"))
+    with engine.begin() as conn:  # as if the gap's cursor had been damaged
+        conn.execute(sync_gaps.insert().values(after_id="ftjob-\x7fgarbage", until_id=None, opened_at=0))
     fake.jobs.insert(
         0, {**fake.jobs[0], "id": "ftjob-brand-new", "created_at": fake.jobs[0]["created_at"] + 1}
     )
     fake.requests.clear()
     sync(api_for(fake), engine, limit=100)
     assert_archive_equals(engine, fake.jobs)
-    assert state(engine) == (True, None)
+    assert gaps(engine) == []
     assert "ftjob-\x7fgarbage" in [r.params.get("after") for r in fake.requests]  # tried, refused (400)
     assert [r.params.get("after") for r in fake.requests][-3:] == [
         None,

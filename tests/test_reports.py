@@ -243,6 +243,10 @@ def test_job_summary_view(archive: sa.Engine) -> None:
     assert row == {
         "id": "ftjob-a2",
         "status": "succeeded",
+        "status_class": "succeeded",
+        "provider": "unknown",
+        "vanished_at": None,
+        "vanished_utc": None,
         "model": "gpt-4o-mini",
         "fine_tuned_model": "ft:gpt-4o-mini:org-1::a2",
         "method_type": None,

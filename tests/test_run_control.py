@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from archiver import db
-from archiver.models import sync_runs, sync_state
+from archiver.models import sync_gaps, sync_runs
 from tests.conftest import assert_archive_equals, cli_env, expected_archive, read_archive
 from tests.fake_api import FakeApi, make_jobs
 
@@ -47,13 +47,11 @@ def assert_whole_pages(engine: sa.Engine, served: list[dict]) -> int:
     assert k % LIMIT == 0 or k == len(served), f"{k} jobs: a torn page"
     assert archived == expected_archive(served[:k])
     with engine.connect() as conn:
-        complete, resume = conn.execute(
-            sa.select(sync_state.c.history_complete, sync_state.c.resume_after)
-        ).one_or_none() or (False, None)
+        gaps = [tuple(g) for g in conn.execute(sa.select(sync_gaps.c.after_id, sync_gaps.c.until_id))]
     if k == len(served):
-        assert complete or resume == served[-1]["id"]
+        assert gaps in ([], [(served[-1]["id"], None)])
     elif k:
-        assert resume == served[k - 1]["id"]
+        assert gaps == [(served[k - 1]["id"], None)]  # the first walk's gap starts after its last page
     return k
 
 
@@ -65,11 +63,15 @@ def test_kill_9_at_random_moments_never_tears_a_page(db_url: str, fake: FakeApi,
     rng = random.Random(30)
     progress = []
     for _trial in range(20):
+        target = fake.pages_served + rng.randint(1, 4)  # kill once the walk has been served that far
         proc = start(env)
-        time.sleep(rng.uniform(0.3, 1.6))
+        deadline = time.monotonic() + 30
+        while fake.pages_served < target and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.03))  # anywhere within the page's write
         proc.kill()
         proc.communicate()
-        if db.head() and sa.inspect(engine).has_table("sync_state"):
+        if sa.inspect(engine).has_table("sync_gaps"):
             progress.append(assert_whole_pages(engine, fake.jobs))
     assert any(0 < k < len(fake.jobs) for k in progress), f"no kill landed mid-walk: {progress}"
     final = sync_until_done(env)
@@ -118,7 +120,8 @@ def test_a_signal_rolls_back_the_page_and_records_the_run(
     env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
     fake.delay = 0.05
     proc = start(env)
-    while fake.pages_served < 5:
+    deadline = time.monotonic() + 60
+    while fake.pages_served < 5 and time.monotonic() < deadline:
         time.sleep(0.01)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)

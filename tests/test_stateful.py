@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
 
 from archiver.errors import ApiError
-from archiver.models import CHILD_TABLES, job_history, jobs, sync_runs, sync_state
+from archiver.models import CHILD_TABLES, job_history, jobs, sync_gaps, sync_runs
 from archiver.sync import sync
 from tests.conftest import assert_archive_equals
 from tests.fake_api import FakeApi, add_new_jobs, finish_job
@@ -23,9 +23,8 @@ NEXT = {"validating_files": "queued", "queued": "running", "running": "paused", 
 
 def empty_archive(engine: sa.Engine) -> None:
     with engine.begin() as conn:
-        for table in (*CHILD_TABLES, job_history, jobs, sync_runs):
+        for table in (*CHILD_TABLES, job_history, jobs, sync_gaps, sync_runs):
             conn.execute(table.delete())
-        conn.execute(sync_state.update().values(history_complete=False, resume_after=None))
 
 
 @pytest.mark.parametrize("examples", [120])

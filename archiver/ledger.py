@@ -1,0 +1,106 @@
+"""What the archive knows about its runs and its coverage: run records, open gaps, jobs in flight."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from archiver import normalize
+from archiver.models import jobs, sync_gaps, sync_runs
+from archiver.store import JSONObj, chunks
+
+
+@dataclass(eq=False)
+class Gap:
+    """Part of the listing that may hold jobs never archived: the jobs listed after `after_id`
+    (None: from the head) and before `until_id` (None: to the end), or before any job created
+    before `until_created_at` (the closing job may itself vanish)."""
+
+    id: int | None
+    after_id: str | None
+    until_id: str | None
+    until_created_at: int | None
+    blocked_reason: str | None = None
+    blocked_at: float | None = None
+
+    def closes_at(self, canon: JSONObj) -> bool:
+        if self.until_id is None:
+            return False
+        created = canon["created_at"]
+        return canon["id"] == self.until_id or (
+            created is not None and self.until_created_at is not None and created < self.until_created_at
+        )
+
+
+def load_gaps(conn: Connection) -> list[Gap]:
+    g = sync_gaps.c
+    query = select(g.id, g.after_id, g.until_id, g.until_created_at, g.blocked_reason, g.blocked_at)
+    return [Gap(*row) for row in conn.execute(query.order_by(g.id))]
+
+
+def save_gap(conn: Connection, gap: Gap, run_id: int, now: float) -> None:
+    """Insert a new gap (its id is set) or store where an open one now starts."""
+    values = {k: getattr(gap, k) for k in ("after_id", "blocked_reason", "blocked_at")}
+    if gap.id is None:
+        values |= {"until_id": gap.until_id, "until_created_at": gap.until_created_at, "opened_at": now}
+        gap.id = conn.execute(
+            insert(sync_gaps).values(**values, sync_run_id=run_id).returning(sync_gaps.c.id)
+        ).scalar_one()
+    else:
+        conn.execute(update(sync_gaps).where(sync_gaps.c.id == gap.id).values(**values, sync_run_id=run_id))
+
+
+def close_gaps(conn: Connection, ids: list[int]) -> None:
+    if ids:
+        conn.execute(delete(sync_gaps).where(sync_gaps.c.id.in_(ids)))
+
+
+def start_run(conn: Connection, mode: str, base_url: str, now: float) -> int:
+    """Record a new run; a run still marked running was killed (the caller holds the run lock)."""
+    conn.execute(
+        update(sync_runs)
+        .where(sync_runs.c.status == "running")
+        .values(status="abandoned", error="the process ended without recording its end (killed?)")
+    )
+    row = {"started_at": now, "status": "running", "mode": mode, "base_url": base_url}
+    return conn.execute(insert(sync_runs).values(row).returning(sync_runs.c.id)).scalar_one()
+
+
+def save_run(conn: Connection, run_id: int, **values: Any) -> None:
+    conn.execute(update(sync_runs).where(sync_runs.c.id == run_id).values(**values))
+
+
+def load_in_flight(conn: Connection) -> dict[str, int | None]:
+    """Archived jobs still moving (see normalize.in_flight), and not vanished: id -> created_at."""
+    moving = jobs.c.status_class.in_(normalize.IN_FLIGHT_CLASSES) | (
+        (jobs.c.status_class == "unknown") & jobs.c.status.is_not(None)
+    )
+    query = select(jobs.c.id, jobs.c.created_at).where(moving, jobs.c.vanished_at.is_(None))
+    return {job_id: created for job_id, created in conn.execute(query)}
+
+
+def count_created_between(conn: Connection, oldest: int, newest: int) -> int:
+    query = select(func.count()).where(jobs.c.created_at >= oldest, jobs.c.created_at <= newest)
+    return conn.execute(query).scalar_one()
+
+
+def newest_job(conn: Connection) -> tuple[str, int | None] | None:
+    """The archived job listed first (the API lists newest first): where a head walk meets the archive."""
+    query = select(jobs.c.id, jobs.c.created_at).order_by(
+        jobs.c.created_at.desc().nulls_last(), jobs.c.id.desc()
+    )
+    row = conn.execute(query.limit(1)).first()
+    return (row[0], row[1]) if row else None
+
+
+def mark_vanished(conn: Connection, ids: list[str], now: float) -> None:
+    for chunk in chunks(ids):
+        conn.execute(
+            update(jobs).where(jobs.c.id.in_(chunk), jobs.c.vanished_at.is_(None)).values(vanished_at=now)
+        )
+
+
+def listed_ids(conn: Connection) -> Iterator[str]:
+    """Every archived job not marked vanished."""
+    yield from conn.execute(select(jobs.c.id).where(jobs.c.vanished_at.is_(None))).scalars()
