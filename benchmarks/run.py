@@ -1,4 +1,4 @@
-"""archiver against the floor, side by side, each sync in a fresh process.
+"""archiver against the floor and two peer loaders, side by side, each sync in a fresh process.
 
     python benchmarks/run.py --jobs 20000 100000 --runs 3 [--postgres URL] [--latency]
     python benchmarks/run.py --smoke          # CI: small and quick, checks only that it all runs
@@ -7,15 +7,20 @@ Serves the fake API (pre-rendered pages) on 127.0.0.1 from this process, and for
 wall time, CPU time (user + system) and peak RSS of the child process:
   floor first      benchmarks/floor.py into a fresh SQLite archive
   archiver first   `archiver sync` into a fresh SQLite archive
+  sqlite-utils first  benchmarks/sqlite_utils_loader.py into a fresh SQLite file (bench extra)
+  dlt first        benchmarks/dlt_loader.py, a dlt rest_api pipeline, into a fresh SQLite file (bench extra)
   floor resync     the floor again over its own archive (it rewrites everything)
   archiver resync  `archiver sync --full` over its archive (an unchanged history)
   archiver noop    `archiver sync` (incremental) over its archive
   archiver pg      `archiver sync` into a fresh PostgreSQL database (with --postgres)
-Contenders alternate within each round; medians over the rounds are reported.
+Contenders take turns going first across rounds; medians over the rounds are reported. The two
+peers need `pip install -e '.[bench]'`; without it they are skipped with a note. Every archive is
+checked to hold exactly the jobs the fake served.
 With --latency, every page costs 100 ms more and one full sync of 20,000 jobs is timed.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -37,6 +42,10 @@ import sqlalchemy as sa  # noqa: E402
 from tests.fake_api import AUTH_HEADERS, FakeApi, Reply, make_jobs, serve  # noqa: E402
 
 LIMIT = 100
+PEERS = {  # contender: (the package it needs, its script)
+    "sqlite-utils first": ("sqlite_utils", "benchmarks/sqlite_utils_loader.py"),
+    "dlt first": ("dlt", "benchmarks/dlt_loader.py"),
+}
 
 
 class PagedApi(FakeApi):
@@ -100,7 +109,17 @@ def fresh_sqlite(tmp: Path) -> str:
     return str(path)
 
 
-def bench(n: int, runs: int, pg_admin: str | None, tmp: Path) -> dict[str, list[dict[str, float]]]:
+def installed_peers() -> list[str]:
+    """The peers whose package is importable here; one line of note naming those that are not."""
+    missing = [name for name, (package, _) in PEERS.items() if importlib.util.find_spec(package) is None]
+    if missing:
+        print(f"note: skipping {', '.join(missing)}: bench extra not installed (pip install -e '.[bench]')")
+    return [name for name in PEERS if name not in missing]
+
+
+def bench(
+    n: int, runs: int, pg_admin: str | None, tmp: Path, peers: list[str]
+) -> dict[str, list[dict[str, float]]]:
     api = PagedApi(make_jobs(n, seed=n))
     results: dict[str, list[dict[str, float]]] = {}
     admin = (
@@ -120,20 +139,28 @@ def bench(n: int, runs: int, pg_admin: str | None, tmp: Path) -> dict[str, list[
         }
         for round_ in range(runs):
             floor_db, ours_db = fresh_sqlite(tmp), str(tmp / f"{uuid.uuid4().hex}.db")
+            peer_dbs = {name: str(tmp / f"{uuid.uuid4().hex}.db") for name in peers}
             first = [
                 ("floor first", [sys.executable, str(ROOT / "benchmarks/floor.py"), base_url, floor_db]),
                 ("archiver first", archiver("--db", ours_db)),
+                *(
+                    (name, [sys.executable, str(ROOT / PEERS[name][1]), base_url, peer_dbs[name]])
+                    for name in peers
+                ),
             ]
             again = [
                 ("floor resync", [sys.executable, str(ROOT / "benchmarks/floor.py"), base_url, floor_db]),
                 ("archiver resync", archiver("--db", ours_db, "--full")),
             ]
-            if round_ % 2:  # alternate who goes first
-                first.reverse()
+            first = first[round_ % len(first) :] + first[: round_ % len(first)]  # rotate who goes first
+            if round_ % 2:
                 again.reverse()
             for name, argv in [*first, *again, ("archiver noop", archiver("--db", ours_db))]:
                 results.setdefault(name, []).append(measure(argv, env))
             check(ours_db, n)
+            check(floor_db, n, "the floor")
+            for name, path in peer_dbs.items():
+                check(path, n, name)
             if admin is not None:
                 name = f"bench_{uuid.uuid4().hex[:8]}"
                 with admin.connect() as conn:
@@ -149,11 +176,11 @@ def bench(n: int, runs: int, pg_admin: str | None, tmp: Path) -> dict[str, list[
     return results
 
 
-def check(path: str, n: int) -> None:
+def check(path: str, n: int, who: str = "archiver") -> None:
     with sqlite3.connect(path) as conn:
         count = conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
     if count != n:
-        raise SystemExit(f"archiver archived {count} jobs, not {n}")
+        raise SystemExit(f"{who} archived {count} jobs, not {n}")
 
 
 def latency(tmp: Path, n: int = 20_000, delay: float = 0.1) -> None:
@@ -181,14 +208,16 @@ def summarize(n: int, results: dict[str, list[dict[str, float]]]) -> None:
     for k, v in med.items():
         print(f"| {k} | {v['wall']:.2f} | {v['cpu']:.2f} | {v['rss_mb']:.0f} |")
     ratios = [
-        ("first sync / floor first (<= 1.5)", "archiver first", "floor first"),
+        ("first sync / floor first (<= 1.3)", "archiver first", "floor first"),
+        ("first sync / sqlite-utils first (<= 0.75)", "archiver first", "sqlite-utils first"),
+        ("first sync / dlt first (<= 0.45)", "archiver first", "dlt first"),
         ("re-sync / floor re-sync (<= 1.0)", "archiver resync", "floor resync"),
         ("PostgreSQL first / SQLite first (<= 2)", "archiver pg", "archiver first"),
     ]
     for label, a, b in ratios:
         if a in med and b in med:
-            wall, cpu = med[a]["wall"] / med[b]["wall"], med[a]["cpu"] / med[b]["cpu"]
-            print(f"- {label}: wall {wall:.2f}, cpu {cpu:.2f}")
+            wall, cpu, rss = (med[a][m] / med[b][m] for m in ("wall", "cpu", "rss_mb"))
+            print(f"- {label}: wall {wall:.2f}, cpu {cpu:.2f}, peak RSS {rss:.2f}")
     print(f"- no-op incremental: {med['archiver noop']['wall']:.2f}s wall (<= 0.6)")
 
 
@@ -208,9 +237,10 @@ def main() -> None:
         f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"SQLite {sqlite3.sqlite_version}, {platform.platform()}"
     )
+    peers = installed_peers()
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.jobs:
-            summarize(n, bench(n, args.runs, args.postgres, Path(tmp)))
+            summarize(n, bench(n, args.runs, args.postgres, Path(tmp), peers))
         if args.latency:
             latency(Path(tmp), 2_000 if args.smoke else 20_000)
 
