@@ -8,6 +8,7 @@ credentials the gateway forwards and records every request. `serve_native` runs 
 
 import random
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,10 +68,12 @@ def native_error(provider: str, status: int, message: str) -> Reply:
         kind = {400: "ValidationException", 403: "AccessDeniedException", 404: "ResourceNotFoundException"}
         return json_reply(status, {"message": message}, **{"x-amzn-ErrorType": kind.get(status, "Error")})
     if provider == "vertex-ai":
-        code = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 404: "NOT_FOUND"}.get(status, "UNKNOWN")
+        names = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED"}
+        code = (names | {500: "INTERNAL", 503: "UNAVAILABLE"}).get(status, "UNKNOWN")
         return json_reply(status, {"error": {"code": status, "message": message, "status": code}})
     if provider == "fireworks-ai":  # grpc-gateway's shape: a numeric google.rpc.Code
-        return json_reply(status, {"code": {400: 3, 401: 16, 404: 5}.get(status, 2), "message": message})
+        number = {400: 3, 401: 16, 404: 5, 429: 8, 500: 13, 503: 14}.get(status, 2)
+        return json_reply(status, {"code": number, "message": message})
     return json_reply(status, {"error": {"code": str(status), "message": message}})
 
 
@@ -93,6 +96,7 @@ class NativeFake:
         self.default_page_size = DEFAULT_PAGE_SIZE[provider]
         self.requests: list[Seen] = []
         self.tokens: dict[str, int] = {}  # page token issued -> index of the first job of that page
+        self.faults: deque[Reply] = deque()  # answered instead, one per request, before anything else
         self.rng = random.Random(provider)
         self.lock = threading.Lock()
 
@@ -100,6 +104,8 @@ class NativeFake:
     def respond(self, path: str, params: dict[str, str], headers: dict[str, str]) -> Reply:
         with self.lock:
             self.requests.append(Seen(path, dict(params), dict(headers)))
+            if self.faults:
+                return self.faults.popleft()
             denied = self.check_auth(headers)
             if denied is not None:
                 return denied

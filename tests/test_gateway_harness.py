@@ -277,3 +277,30 @@ def test_wrong_credentials_get_the_providers_refusal(gateway_route: RouteFactory
         config = json.loads(route.env["PORTKEY_CONFIG"]) | {"api_key": "ya29.expired"}
         refused = get(route, headers=route.headers | {"x-portkey-config": json.dumps(config)})
     assert refused.status_code == 401 and refused.json()["error"]["status"] == "UNAUTHENTICATED"
+
+
+UPSTREAM_429 = {
+    "bedrock": {
+        "error": {"message": "bedrock error: Too many requests", "type": None, "param": None, "code": None},
+        "provider": "bedrock",
+    },
+    "vertex-ai": {
+        "error": {"code": 429, "message": "Too many requests", "status": "RESOURCE_EXHAUSTED"},
+        "provider": "vertex-ai",
+    },
+    "fireworks-ai": {},  # the gateway loses Fireworks' error body
+    "azure-openai": {"error": {"code": "429", "message": "Too many requests"}},
+}
+
+
+@pytest.mark.parametrize("provider", ["bedrock", "vertex-ai", "fireworks-ai", "azure-openai"])
+def test_upstream_status_and_retry_after_pass_through(gateway_route: RouteFactory, provider: str) -> None:
+    with gateway_route(provider, nf.make_native_jobs(provider, 3)) as route:
+        throttled = nf.native_error(provider, 429, "Too many requests")
+        throttled.headers["retry-after"] = "7"
+        route.fake.faults.append(throttled)
+        refused, then = get(route), get(route)
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "7"
+    assert refused.json() == UPSTREAM_429[provider]
+    assert then.status_code == 200 and len(then.json()["data"]) == 3
+    assert len(route.fake.requests) == 2  # the gateway itself does not retry (no retry in the config)
