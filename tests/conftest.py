@@ -215,3 +215,7 @@ def assert_archive_equals(engine: sa.Engine, served: list[dict[str, Any]]) -> No
     actual, expected = read_archive(engine), expected_archive(served)
     for name in TABLE_KEYS:
         assert actual[name] == expected[name], f"table {name} differs from what the fake served"
+
+
+# The real Portkey gateway in front of native provider fakes (tests/gateway.py).
+from tests.gateway import gateway, gateway_route  # noqa: E402, F401
