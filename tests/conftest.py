@@ -110,21 +110,34 @@ def hp_text(value: Any) -> str | None:
     return None if value is None else value if isinstance(value, str) else json.dumps(value)
 
 
+STATUS_CLASS = {"validating_files": "queued", "queued": "queued", "paused": "queued", "running": "running"}
+
+
+def typed(value: Any, kind: type) -> Any:
+    """A typed column holds a value of its type, else NULL (raw keeps it)."""
+    return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+
 def expected_archive(served: list[dict[str, Any]]) -> dict[str, list[tuple[Any, ...]]]:
     latest = {job["id"]: job for job in served}
     out: dict[str, list[tuple[Any, ...]]] = {t: [] for t in TABLE_KEYS}
     for job_id, j in sorted(latest.items()):
-        method = j.get("method") or {}
-        hp = (method.get(method.get("type")) or {}).get("hyperparameters") if method else None
-        hp = hp or j.get("hyperparameters") or {}
+        method = typed(j.get("method"), dict) or {}
+        sub = typed(method.get(method.get("type")), dict) if method else None
+        hp = typed(sub.get("hyperparameters"), dict) if sub else None
+        hp = hp or typed(j.get("hyperparameters"), dict) or {}
+        status = typed(j["status"], str)
         out["jobs"].append(
             (
                 job_id,
                 j["object"],
-                int64(j["created_at"]),
+                int64(typed(j["created_at"], int)),
                 int64(j["finished_at"]),
                 int64(j.get("estimated_finish")),
-                j["status"],
+                status,
+                STATUS_CLASS.get(
+                    status, status if status in ("succeeded", "failed", "cancelled") else "unknown"
+                ),
                 j["model"],
                 nul_policy(j["fine_tuned_model"]),
                 j["organization_id"],
@@ -133,7 +146,7 @@ def expected_archive(served: list[dict[str, Any]]) -> dict[str, list[tuple[Any, 
                 j["validation_file"],
                 int64(j["seed"]),
                 nul_policy(j.get("user_provided_suffix")),
-                method.get("type"),
+                typed(method.get("type"), str),
                 hp_text(hp.get("n_epochs")),
                 hp_text(hp.get("batch_size")),
                 hp_text(hp.get("learning_rate_multiplier")),
@@ -141,13 +154,13 @@ def expected_archive(served: list[dict[str, Any]]) -> dict[str, list[tuple[Any, 
                 j,
             )
         )
-        err = j.get("error") or {}
+        err = typed(j.get("error"), dict) or {}
         if err.get("code") is not None or err.get("message") is not None:
             code, message, param = (nul_policy(err[k]) for k in ("code", "message", "param"))
             out["errors"].append((job_id, code, message, param))
-        for pos, file_id in enumerate(j["result_files"]):
+        for pos, file_id in enumerate(typed(j["result_files"], list) or []):
             out["result_files"].append((job_id, pos, file_id))
-        for pos, integ in enumerate(j.get("integrations") or []):
+        for pos, integ in enumerate(typed(j.get("integrations"), list) or []):
             w = integ["wandb"]
             out["integrations"].append(
                 (
@@ -171,6 +184,7 @@ TABLE_KEYS = {
         "finished_at",
         "estimated_finish",
         "status",
+        "status_class",
         "model",
         "fine_tuned_model",
         "organization_id",

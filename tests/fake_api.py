@@ -84,6 +84,10 @@ class FakeApi:
         self.fault_kinds: tuple[str, ...] = tuple(FAULTS)
         self.rng = random.Random(0)
         self.injected: list[str] = []
+        self.odd: dict[str, dict[str, Any]] = {}  # id -> fields served wrongly typed over the job's own
+
+    def served(self, job: Any) -> Any:
+        return {**job, **self.odd[job["id"]]} if isinstance(job, dict) and job.get("id") in self.odd else job
 
     def list_requests(self) -> list[Seen]:
         return [r for r in self.requests if r.path.endswith("/fine_tuning/jobs")]
@@ -126,13 +130,13 @@ class FakeApi:
             if params["after"] not in ids:
                 return error_reply(400, f"No fine-tuning job found with id {params['after']}")
             start = ids.index(params["after"]) + 1
-        data = self.jobs[start : start + limit]
+        data = [self.served(job) for job in self.jobs[start : start + limit]]
         return json_reply(200, {"object": "list", "data": data, "has_more": start + limit < len(self.jobs)})
 
     def one_job(self, job_id: str) -> Reply:
         for job in self.jobs:
             if isinstance(job, dict) and job.get("id") == job_id:
-                return json_reply(200, job)
+                return json_reply(200, self.served(job))
         return error_reply(404, f"No fine-tuning job found with id {job_id}")
 
     # httpx.MockTransport handler

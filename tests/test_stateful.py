@@ -1,9 +1,16 @@
-"""A Hypothesis state machine: jobs appear, move on, syncs run in both modes and get cut off.
+"""A Hypothesis state machine of what cron really does: jobs appear (some already final), move on,
+vanish and arrive wrongly typed; syncs of every kind run, or get cut off at any page.
 
-Invariant: after every sync that completes, the archive equals the source, table by table.
+Invariant, after every sync that completes: the archive equals the API, table by table, plus the
+jobs the API no longer lists, which stay archived; no listed job is marked vanished, and after a
+full walk every archived job that is no longer listed is.
+
+    ARCHIVER_STATEFUL_EXAMPLES=2000 pytest tests/test_stateful.py   # the long run, by hand
 """
 
+import os
 import random
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -14,11 +21,21 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_sta
 from archiver.errors import ApiError
 from archiver.models import CHILD_TABLES, job_history, jobs, sync_gaps, sync_runs
 from archiver.sync import sync
-from tests.conftest import assert_archive_equals
+from tests.conftest import expected_archive, read_archive
 from tests.fake_api import FakeApi, add_new_jobs, finish_job
 from tests.test_sync import api_for
 
 NEXT = {"validating_files": "queued", "queued": "running", "running": "paused", "paused": "running"}
+EXAMPLES = int(os.environ.get("ARCHIVER_STATEFUL_EXAMPLES", "60"))
+ODD_STATUSES: list[Any] = [["succeeded"], {"state": "failed"}, 7]
+ODD_FIELDS: list[dict[str, Any]] = [
+    {"method": {"type": "supervised", "supervised": ["x"]}},
+    {"hyperparameters": [3, "auto"]},
+    {"created_at": "yesterday"},
+    {"integrations": {"type": "wandb"}},
+    {"error": "boom"},
+    {"result_files": "file-x"},
+]
 
 
 def empty_archive(engine: sa.Engine) -> None:
@@ -27,10 +44,14 @@ def empty_archive(engine: sa.Engine) -> None:
             conn.execute(table.delete())
 
 
-@pytest.mark.parametrize("examples", [120])
-def test_archive_equals_source_after_every_completed_sync(engine: sa.Engine, examples: int) -> None:
-    if engine.dialect.name == "postgresql":
-        examples //= 3  # each example costs a few round trips more on a server
+def vanished_marks(engine: sa.Engine) -> dict[str, bool]:
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.select(jobs.c.id, jobs.c.vanished_at.is_not(None))).all())
+
+
+@pytest.mark.timeout(3600)
+def test_archive_equals_source_after_every_completed_sync(engine: sa.Engine) -> None:
+    examples = EXAMPLES // 3 if engine.dialect.name == "postgresql" else EXAMPLES  # a server costs more
 
     class Archive(RuleBasedStateMachine):
         @initialize(seed=st.integers(0, 2**32), n=st.integers(0, 120))
@@ -38,11 +59,18 @@ def test_archive_equals_source_after_every_completed_sync(engine: sa.Engine, exa
             empty_archive(engine)
             self.rng = random.Random(seed)
             self.fake = FakeApi([])
+            self.gone: set[str] = set()  # removed from the API
             add_new_jobs(self.fake.jobs, n, self.rng)
 
         @rule(n=st.integers(1, 40))
         def jobs_appear(self, n: int) -> None:
             add_new_jobs(self.fake.jobs, n, self.rng)
+
+        @rule(n=st.integers(1, 20))
+        def final_jobs_appear(self, n: int) -> None:
+            add_new_jobs(self.fake.jobs, n, self.rng)
+            for job in self.fake.jobs[:n]:
+                finish_job(job, self.rng.choice(["succeeded", "failed", "cancelled"]))
 
         @rule(data=st.data())
         def jobs_move_on(self, data: st.DataObject) -> None:
@@ -55,26 +83,62 @@ def test_archive_equals_source_after_every_completed_sync(engine: sa.Engine, exa
                 else:
                     job["status"] = NEXT[job["status"]]
 
+        @rule(data=st.data())
+        def jobs_vanish(self, data: st.DataObject) -> None:
+            if self.fake.jobs:
+                at = data.draw(st.integers(0, len(self.fake.jobs) - 1))
+                self.gone.add(self.fake.jobs.pop(at)["id"])
+
+        @rule(data=st.data())
+        def a_changing_job_is_sent_wrongly_typed(self, data: st.DataObject) -> None:
+            """The API sends what changes (new and in-flight jobs); a final job deep in the history
+            that changes is seen by a --full walk only, which the README says."""
+            moving = [j for j in self.fake.jobs if j["status"] in NEXT]
+            if moving:
+                job = data.draw(st.sampled_from(moving))
+                self.fake.odd[job["id"]] = data.draw(st.sampled_from(ODD_FIELDS))
+
+        @rule(data=st.data())
+        def a_job_ends_with_a_status_that_is_not_text(self, data: st.DataObject) -> None:
+            moving = [j for j in self.fake.jobs if j["status"] in NEXT]
+            if moving:
+                job = data.draw(st.sampled_from(moving))
+                finish_job(job, data.draw(st.sampled_from(["succeeded", "failed", "cancelled"])))
+                self.fake.odd[job["id"]] = {"status": data.draw(st.sampled_from(ODD_STATUSES))}
+
         @rule(full=st.booleans(), limit=st.sampled_from([7, 20, 50]))
         def sync_completes(self, full: bool, limit: int) -> None:
             sync(api_for(self.fake), engine, full=full, limit=limit)
-            assert_archive_equals(engine, self.fake.jobs)
+            self.check(full)
 
-        @rule(pages=st.integers(0, 4), limit=st.sampled_from([7, 20]))
-        def sync_cut_off(self, pages: int, limit: int) -> None:
+        @rule(pages=st.integers(0, 6), full=st.booleans(), limit=st.sampled_from([7, 20]))
+        def sync_cut_off(self, pages: int, full: bool, limit: int) -> None:
             self.fake.outage_after = self.fake.pages_served + pages
             try:
-                sync(api_for(self.fake, max_retries=0), engine, limit=limit)
+                sync(api_for(self.fake, max_retries=0), engine, full=full, limit=limit)
             except ApiError:
                 pass
             finally:
                 self.fake.outage_after = None
 
+        def check(self, full: bool) -> None:
+            listed = {j["id"] for j in self.fake.jobs}
+            actual = read_archive(engine)
+            key = 0  # every table's first column is the job id
+            kept = {t: [r for r in rows if r[key] in listed] for t, rows in actual.items()}
+            served = [self.fake.served(j) for j in self.fake.jobs]
+            assert kept == expected_archive(served), "the archive differs from the API"
+            assert {r[key] for r in actual["jobs"]} - listed <= self.gone  # nothing invented
+            marks = vanished_marks(engine)
+            assert not [i for i in listed if marks.get(i)], "a listed job is marked vanished"
+            if full:
+                assert all(marks[i] for i in marks.keys() - listed), "a full walk missed a vanished job"
+
     run_state_machine_as_test(
         Archive,
         settings=settings(
             max_examples=examples,
-            stateful_step_count=10,
+            stateful_step_count=12,
             deadline=None,
             database=None,
             suppress_health_check=[HealthCheck.too_slow],
