@@ -137,14 +137,22 @@ def by_series(rows: list[Any], x: Any = month) -> dict[str, tuple[list[Any], lis
 def monthly_bars(
     go: Any, rows: list[Any], y_title: str, order: tuple[str, ...] = (), colors: dict[str, str] = COLORS
 ) -> Any:
+    if not rows:
+        return None
     series = by_series(rows)
     names = [n for n in order if n in series] + sorted(n for n in series if n not in order)
     bars = [go.Bar(name=n, x=series[n][0], y=series[n][1], marker_color=colors.get(n)) for n in names]
-    months = {m for xs, _ in series.values() for m in xs}
-    xaxis = {"tickformat": "%b\n%Y", "dtick": "M1" if len(months) <= 12 else "M3", "ticklabelmode": "period"}
-    for bar in bars:
-        bar.update(xperiod="M1", xperiodalignment="middle")
-    return figure(go, bars, "month created (UTC)", y_title, barmode="stack", xaxis=xaxis) if bars else None
+    months = sorted({m for xs, _ in series.values() for m in xs})
+    end = date.fromisoformat(months[-1]) + timedelta(days=31)  # into the next month: its first day
+    xaxis = {
+        "tickformat": "%b\n%Y",
+        "dtick": "M1" if len(months) <= 12 else "M3",
+        "ticklabelmode": "period",
+        "range": [months[0], str(end.replace(day=1))],
+    }
+    for bar in bars:  # centred in its month; a lone bar on a date axis would be 1 ms wide
+        bar.update(xperiod="M1", xperiodalignment="middle", width=DAY_MS * 24)
+    return figure(go, bars, "month created (UTC)", y_title, barmode="stack", xaxis=xaxis)
 
 
 def jobs_per_month(go: Any, rows: dict[str, list[Any]]) -> Any:
@@ -205,22 +213,20 @@ def in_flight(go: Any, rows: dict[str, list[Any]], now: float) -> Any:
         return None
     scale, unit = age_unit(max(now - r[4] for r in jobs))
     traces = []
-    for status in sorted({r[1] for r in jobs}):
-        mine = [r for r in jobs if r[1] == status]
-        color = COLORS.get(mine[0][7], COLORS["unknown"])
+    for cls in sorted({r[7] for r in jobs}):
+        mine = [r for r in jobs if r[7] == cls]
         traces.append(
             go.Bar(
-                name=status,
+                name=cls,
                 y=[r[0] for r in mine],
                 x=[(now - r[4]) / scale for r in mine],
                 orientation="h",
-                marker_color=color,
-                hovertext=[f"{r[2]} via {r[3]}" for r in mine],
+                marker_color=COLORS.get(cls, COLORS["unknown"]),
+                hovertext=[f"{r[1]}, {r[2]} via {r[3]}" for r in mine],
             )
         )
-    return figure(
-        go, traces, f"{unit} since created", "", yaxis={"autorange": "reversed", "automargin": True}
-    )
+    oldest_first = {"categoryorder": "array", "categoryarray": [r[0] for r in jobs], "autorange": "reversed"}
+    return figure(go, traces, f"{unit} since created", "", yaxis={**oldest_first, "automargin": True})
 
 
 def age_unit(seconds: float) -> tuple[int, str]:

@@ -108,6 +108,9 @@ def utc(seconds: float | None) -> str:
     return "" if seconds is None else datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+WIDE = ("in_flight",)  # a chart with its table beside it, across the page
+
+
 def card(key: str, title: str, fig: Any, extra: str) -> str:
     if fig is None:
         chart = '<p class="empty">Nothing to show yet.</p>'
@@ -118,7 +121,9 @@ def card(key: str, title: str, fig: Any, extra: str) -> str:
         chart = (
             f'<div class="chart" id="chart-{key}"></div><script type="application/json">{payload}</script>'
         )
-    return f'<section data-chart="{key}"><h2>{html.escape(title)}</h2>{chart}{extra}</section>'
+    wide = ' class="wide"' if key in WIDE else ""
+    body = f'<div class="body"><div class="plot">{chart}</div><div class="side">{extra}</div></div>'
+    return f'<section data-chart="{key}"{wide}><h2>{html.escape(title)}</h2>{body}</section>'
 
 
 def table(columns: list[str], rows: list[Any]) -> str:
@@ -171,6 +176,9 @@ h2 { font-size: 16px; margin: 8px 0; }
 table { border-collapse: collapse; margin: 8px 0; font-size: 13px; }
 th, td { border-bottom: 1px solid #eee; padding: 3px 8px; text-align: left; vertical-align: top; }
 td { white-space: pre-wrap; } .empty { color: #888; }
+.wide { grid-column: 1 / -1; } .wide .body { display: flex; flex-wrap: wrap; gap: 16px; }
+.wide .plot { flex: 1 1 560px; } .wide .side { flex: 1 1 480px; max-height: 420px; overflow: auto; }
+.wide td { white-space: nowrap; }
 """
 
 
