@@ -208,6 +208,7 @@ def marks(section: str, horizontal: bool) -> int:
     return len(thick) + len(MARKER_OR_BOX.findall(section))
 
 
+@pytest.mark.timeout(900)  # the first run may install chromium
 def test_chromium_draws_every_chart_without_errors(chromium: Path, tmp_path: Path) -> None:
     engine = db.make_engine(db.parse_url(str(tmp_path / "archive.db")))
     db.upgrade(engine)

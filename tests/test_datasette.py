@@ -96,7 +96,10 @@ def test_every_table_and_view_page_opens_with_its_facets(archive: Path) -> None:
     facets = got["/archive/jobs.json?_size=5"][1]["facet_results"]
     assert set(facets) == {"status", "status_class", "model", "provider"}
     assert {f["value"] for f in facets["provider"]["results"]} == {"openai"}
+    summary_facets = got["/archive/job_summary.json?_size=5"][1]["facet_results"]
+    assert set(summary_facets) == {"status", "status_class", "model", "provider"}
     assert set(got["/archive/sync_runs.json?_size=5"][1]["facet_results"]) == {"status", "mode"}
+    assert set(got["/archive/sync_run_summary.json?_size=5"][1]["facet_results"]) == {"status", "mode"}
     assert "The base model fine-tuned" in got["/archive/jobs"][1]  # column descriptions are shown
 
 
