@@ -73,10 +73,10 @@ def make_engine(url: URL, *, read_only: bool = False) -> Engine:
         options = f"-c lock_timeout={BUSY_TIMEOUT_MS}"
         if read_only:
             options += " -c default_transaction_read_only=on"
+        # A SQL_ASCII database would send text as bytes: always talk UTF-8, whatever the server's encoding.
+        args = {"options": options, "client_encoding": "utf8"}
         try:
-            return sa.create_engine(
-                url, hide_parameters=True, json_serializer=to_json, connect_args={"options": options}
-            )
+            return sa.create_engine(url, hide_parameters=True, json_serializer=to_json, connect_args=args)
         except ImportError as e:
             raise ConfigError(f"PostgreSQL needs psycopg 3: pip install 'archiver[postgres]' ({e})") from None
     if backend != "sqlite":
