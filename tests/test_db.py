@@ -116,6 +116,6 @@ def test_a_sql_ascii_postgresql_database_archives_utf8_text(
         "query", "SELECT user_provided_suffix FROM jobs WHERE user_provided_suffix = 'données-ß-✓'", env=env
     )
     assert (suffix.returncode, suffix.stdout.splitlines()[2:]) == (0, ["données-ß-✓"]), suffix.stderr
-    for command in (("report", "status_overview"), ("runs",), ("status",), ("db", "current")):
-        result = run_cli(*command, env=env)
-        assert result.returncode == 0, (command, result.stderr)
+    for args in (("report", "status_overview"), ("runs",), ("status",), ("db", "current")):
+        result = run_cli(*args, env=env)
+        assert result.returncode == 0, (args, result.stderr)
