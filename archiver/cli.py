@@ -316,7 +316,7 @@ def db_upgrade(database: str) -> None:
     Example:
       archiver db upgrade --db postgresql://archiver@db.internal/archive
     """
-    with open_engine(database) as engine:
+    with open_engine(database) as engine, db.run_lock(engine):  # never beside a sync
         db.upgrade(engine)
         with engine.connect() as conn:
             say(f"Schema at {db.current(conn)} (head) in {db.show_url(engine.url)}")

@@ -119,3 +119,17 @@ def test_a_sql_ascii_postgresql_database_archives_utf8_text(
     for args in (("report", "status_overview"), ("runs",), ("status",), ("db", "current")):
         result = run_cli(*args, env=env)
         assert result.returncode == 0, (args, result.stderr)
+
+
+def test_db_upgrade_takes_the_run_lock(db_url: str) -> None:
+    engine = db.make_engine(db.parse_url(db_url))
+    with db.run_lock(engine):  # as a running sync holds it
+        blocked = run_cli("db", "upgrade", env=cli_env("http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=db_url))
+    assert blocked.returncode == 75, blocked.stderr
+    [line] = blocked.stderr.splitlines()
+    assert line.startswith("archiver: error: another sync is running (pid ")
+    assert tables(engine) == set()  # it changed nothing
+    upgraded = run_cli("db", "upgrade", env=cli_env("http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=db_url))
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert tables(engine) >= TABLES
+    engine.dispose()
