@@ -161,15 +161,41 @@ def head() -> str:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
-    with engine.begin() as conn:
+    with migrating(engine) as conn:
         command.upgrade(alembic_config(conn), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     from alembic import command
 
-    with engine.begin() as conn:
+    with migrating(engine) as conn:
         command.downgrade(alembic_config(conn), revision)
+
+
+@contextmanager
+def migrating(engine: Engine) -> Iterator[Connection]:
+    """One transaction for the migrations; on SQLite with foreign keys off, and checked before commit.
+
+    A batch migration rebuilds a table by dropping it: with foreign keys on, that drop fires the
+    children's ON DELETE (SET NULL would empty every job's link to its sync run).
+    """
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:  # a no-op inside a transaction: set it on the idle connection
+            conn.connection.cursor().execute("PRAGMA foreign_keys = OFF")
+        try:
+            with conn.begin():
+                yield conn
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all() if sqlite else []
+                if broken:
+                    table, rowid, parent = broken[0][:3]
+                    raise DatabaseError(
+                        f"migration rolled back: {len(broken)} rows would reference missing rows "
+                        f"(first: {table} rowid {rowid} -> {parent})"
+                    )
+        finally:
+            if sqlite:
+                conn.connection.cursor().execute("PRAGMA foreign_keys = ON")
 
 
 def ensure_schema(engine: Engine, migrate: bool) -> str | None:
