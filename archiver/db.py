@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
 
 import orjson
 import sqlalchemy as sa
@@ -82,11 +83,10 @@ def make_engine(url: URL, *, read_only: bool = False) -> Engine:
     if backend != "sqlite":
         raise ConfigError(f"archiver stores into SQLite or PostgreSQL, not {backend}")
     path = sqlite_path(url)
-    if path:
-        if not read_only:
-            ensure_private_file(Path(path))
-        elif not Path(path).exists():
-            raise ConfigError(f"no archive at {path}: run `archiver sync` first")
+    if path and read_only:
+        url = read_only_url(Path(path))
+    elif path:
+        ensure_private_file(Path(path))
     engine = sa.create_engine(url, hide_parameters=True, json_serializer=to_json)
 
     @event.listens_for(engine, "connect")
@@ -115,8 +115,34 @@ def sqlite_path(url: URL) -> str | None:
     """The archive's file, also for `sqlite:///file:PATH?mode=ro&uri=true`; None in memory."""
     path = url.database or ""
     if url.query.get("uri"):
-        path = path.removeprefix("file:")
+        path = unquote(path.removeprefix("file:"))
     return None if path in ("", ":memory:") else path
+
+
+def read_only_url(path: Path) -> URL:
+    """Open the archive for reading without writing anything, also for a user who may only read it.
+
+    mode=ro never writes the archive. In WAL mode a reader also needs the -shm index: SQLite uses an
+    existing one read-only, but would create a missing -shm (and -wal) beside the archive, which a
+    user who cannot write the archive must not do. With no -shm, no connection is open and the -wal
+    is empty or absent, so immutable=1 reads the file alone (sqlite.org/wal.html#readonly); its
+    caveat: a sync that starts during the read may change the file under it (see the README).
+    """
+    if not path.exists():
+        raise ConfigError(f"no archive at {path}: run `archiver sync` first")
+    shm, wal = Path(f"{path}-shm"), Path(f"{path}-wal")
+    query = {"mode": "ro", "uri": "true"}
+    if shm.exists() and not os.access(shm, os.R_OK):
+        raise DatabaseError(
+            f"cannot read {shm}: give it the archive's read permission (chmod/chgrp it like {path})"
+        )
+    if not shm.exists() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+        if wal.exists() and wal.stat().st_size:
+            raise DatabaseError(
+                f"{wal} holds changes not yet in {path} and {shm} is missing: run a sync to merge them"
+            )
+        query["immutable"] = "1"
+    return URL.create("sqlite", database="file:" + quote(str(path)), query=query)
 
 
 def ensure_private_file(path: Path) -> None:
