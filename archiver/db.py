@@ -87,6 +87,7 @@ def make_engine(url: URL, *, read_only: bool = False) -> Engine:
         url = read_only_url(Path(path))
     elif path:
         ensure_private_file(Path(path))
+        ensure_writable(Path(path))
     engine = sa.create_engine(url, hide_parameters=True, json_serializer=to_json)
 
     @event.listens_for(engine, "connect")
@@ -143,6 +144,30 @@ def read_only_url(path: Path) -> URL:
             )
         query["immutable"] = "1"
     return URL.create("sqlite", database="file:" + quote(str(path)), query=query)
+
+
+def ensure_writable(path: Path) -> None:
+    """Refuse, before SQLite creates anything, an archive this user cannot write; repair our own
+    -wal/-shm/.lock files whose mode would stop the run (SQLite gives -wal/-shm the archive's mode)."""
+    mode = path.stat().st_mode & 0o777
+    sidecars = [Path(f"{path}{end}") for end in ("-wal", "-shm", ".lock")]
+    if not os.access(path, os.W_OK):
+        raise DatabaseError(
+            f"the archive {path} is not writable by this user (mode {mode:o}): nothing was written; "
+            f"make it writable, and {sidecars[0].name} and {sidecars[1].name} too if they exist"
+        )
+    missing = [p.name for p in sidecars if not p.exists()]
+    if missing and not os.access(path.parent, os.W_OK | os.X_OK):
+        raise DatabaseError(
+            f"cannot create {', '.join(missing)}: the directory {path.parent} is not writable"
+        )
+    for side in sidecars:
+        if side.exists() and not os.access(side, os.R_OK | os.W_OK):
+            if side.stat().st_uid != os.geteuid():
+                raise DatabaseError(f"{side} is not writable by this user: remove it while no archiver runs")
+            old, new = side.stat().st_mode & 0o777, mode & 0o666 | 0o600
+            side.chmod(new)
+            log.warning("%s was not writable by its owner (mode %o): set it to %o", side, old, new)
 
 
 def ensure_private_file(path: Path) -> None:
@@ -268,7 +293,10 @@ def run_lock(engine: Engine) -> Iterator[None]:
 @contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """flock(2) on a file beside the archive: the kernel drops it when the holder dies."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:
+        raise DatabaseError(f"cannot open the lock file {path}: {e.strerror}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

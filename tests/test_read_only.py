@@ -6,6 +6,7 @@ Permission tests run the CLI as `nobody`: CI runs as root, and root ignores perm
 import hashlib
 import os
 import pwd
+import random
 import shutil
 import subprocess
 import sys
@@ -23,8 +24,8 @@ import sqlalchemy as sa
 from archiver import db, reports
 from archiver.cli import cli
 from archiver.sync import sync
-from tests.conftest import cli_env, run_cli
-from tests.fake_api import FakeApi, make_jobs
+from tests.conftest import assert_archive_equals, cli_env, run_cli
+from tests.fake_api import FakeApi, add_new_jobs, make_jobs
 from tests.test_sync import api_for
 
 NO_API = "http://127.0.0.1:9/v1"
@@ -275,3 +276,52 @@ def test_a_reader_who_may_only_read_sees_what_a_killed_writer_committed(
     )
     assert (result.returncode, result.stderr, result.stdout) == (0, "", "model\nonly-in-the-wal\n")
     assert files(shared_dir) == before
+
+
+def test_sync_into_a_directory_it_cannot_write_is_one_line(
+    fake: FakeApi, base_url: str, shared_dir: Path
+) -> None:
+    path = shared_dir / "archive.db"
+    fake.jobs = make_jobs(10, seed=83)
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=str(path))
+    assert run_cli("sync", env=env).returncode == 0
+    (shared_dir / "archive.db.lock").unlink()
+    os.chown(path, NOBODY.pw_uid, NOBODY.pw_gid)  # the archive is nobody's, its directory is not
+    fake.requests.clear()
+    result = run_cli_as_nobody("sync", env=env, cwd=shared_dir)
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.splitlines() == [
+        "archiver: error: cannot create archive.db-wal, archive.db-shm, archive.db.lock: "
+        f"the directory {shared_dir} is not writable"
+    ]
+    assert fake.requests == []
+
+
+def test_a_failed_sync_on_a_read_only_archive_leaves_nothing_that_breaks_the_next(
+    fake: FakeApi, base_url: str, shared_dir: Path
+) -> None:
+    path = shared_dir / "archive.db"
+    fake.jobs = make_jobs(30, seed=84)
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=str(path))
+    assert run_cli("sync", env=env).returncode == 0
+    for p in [shared_dir, *shared_dir.iterdir()]:
+        os.chown(p, NOBODY.pw_uid, NOBODY.pw_gid)
+    path.chmod(0o400)
+    add_new_jobs(fake.jobs, 5, random.Random(84))
+    failed = run_cli_as_nobody("sync", env=env, cwd=shared_dir)
+    assert failed.returncode == 4, failed.stderr
+    assert failed.stderr.splitlines() == [
+        f"archiver: error: the archive {path} is not writable by this user (mode 400): nothing was written; "
+        "make it writable, and archive.db-wal and archive.db-shm too if they exist"
+    ]
+    assert sorted(p.name for p in shared_dir.iterdir()) == ["archive.db", "archive.db.lock"]
+    # As an older archiver left them: -wal and -shm with the read-only archive's mode.
+    for name in ("archive.db-wal", "archive.db-shm"):
+        (shared_dir / name).touch(0o400)
+        os.chown(shared_dir / name, NOBODY.pw_uid, NOBODY.pw_gid)
+    path.chmod(0o600)  # the user fixes the archive's mode, and only that
+    fixed = run_cli_as_nobody("sync", env=env, cwd=shared_dir)
+    assert fixed.returncode == 0, fixed.stderr
+    engine = db.make_engine(db.parse_url(str(path)))
+    assert_archive_equals(engine, fake.jobs)
+    engine.dispose()
