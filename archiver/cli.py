@@ -316,7 +316,7 @@ def db_upgrade(database: str) -> None:
     Example:
       archiver db upgrade --db postgresql://archiver@db.internal/archive
     """
-    with open_engine(database) as engine:
+    with open_engine(database) as engine, db.run_lock(engine):  # never beside a sync
         db.upgrade(engine)
         with engine.connect() as conn:
             say(f"Schema at {db.current(conn)} (head) in {db.show_url(engine.url)}")
@@ -331,7 +331,7 @@ def db_current(database: str) -> None:
     Example:
       archiver db current --db archive.db
     """
-    with open_engine(database) as engine, engine.connect() as conn:
+    with open_engine(database, read_only=True) as engine, engine.connect() as conn:
         now = db.current(conn)
     head = db.head()
     click.echo(f"{now or 'empty'}{' (head)' if now == head else f' (head is {head})'}")
@@ -474,6 +474,8 @@ def query_command(sql: str, fmt: str, database: str) -> None:
     Example:
       archiver query "SELECT status, count(*) FROM jobs GROUP BY status" --format csv
     """
+    if not sql.strip():
+        raise click.BadParameter("give one SQL statement", param_hint="SQL")
     with open_engine(database, read_only=True) as engine, engine.connect() as conn:
         columns, rows = reports.run_query(conn, sql)
     click.echo(reports.render(columns, rows, fmt))

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
 
 import orjson
 import sqlalchemy as sa
@@ -73,20 +74,20 @@ def make_engine(url: URL, *, read_only: bool = False) -> Engine:
         options = f"-c lock_timeout={BUSY_TIMEOUT_MS}"
         if read_only:
             options += " -c default_transaction_read_only=on"
+        # A SQL_ASCII database would send text as bytes: always talk UTF-8, whatever the server's encoding.
+        args = {"options": options, "client_encoding": "utf8"}
         try:
-            return sa.create_engine(
-                url, hide_parameters=True, json_serializer=to_json, connect_args={"options": options}
-            )
+            return sa.create_engine(url, hide_parameters=True, json_serializer=to_json, connect_args=args)
         except ImportError as e:
             raise ConfigError(f"PostgreSQL needs psycopg 3: pip install 'archiver[postgres]' ({e})") from None
     if backend != "sqlite":
         raise ConfigError(f"archiver stores into SQLite or PostgreSQL, not {backend}")
     path = sqlite_path(url)
-    if path:
-        if not read_only:
-            ensure_private_file(Path(path))
-        elif not Path(path).exists():
-            raise ConfigError(f"no archive at {path}: run `archiver sync` first")
+    if path and read_only:
+        url = read_only_url(Path(path))
+    elif path:
+        ensure_private_file(Path(path))
+        ensure_writable(Path(path))
     engine = sa.create_engine(url, hide_parameters=True, json_serializer=to_json)
 
     @event.listens_for(engine, "connect")
@@ -115,8 +116,58 @@ def sqlite_path(url: URL) -> str | None:
     """The archive's file, also for `sqlite:///file:PATH?mode=ro&uri=true`; None in memory."""
     path = url.database or ""
     if url.query.get("uri"):
-        path = path.removeprefix("file:")
+        path = unquote(path.removeprefix("file:"))
     return None if path in ("", ":memory:") else path
+
+
+def read_only_url(path: Path) -> URL:
+    """Open the archive for reading without writing anything, also for a user who may only read it.
+
+    mode=ro never writes the archive. In WAL mode a reader also needs the -shm index: SQLite uses an
+    existing one read-only, but would create a missing -shm (and -wal) beside the archive, which a
+    user who cannot write the archive must not do. With no -shm, no connection is open and the -wal
+    is empty or absent, so immutable=1 reads the file alone (sqlite.org/wal.html#readonly); its
+    caveat: a sync that starts during the read may change the file under it (see the README).
+    """
+    if not path.exists():
+        raise ConfigError(f"no archive at {path}: run `archiver sync` first")
+    shm, wal = Path(f"{path}-shm"), Path(f"{path}-wal")
+    query = {"mode": "ro", "uri": "true"}
+    if shm.exists() and not os.access(shm, os.R_OK):
+        raise DatabaseError(
+            f"cannot read {shm}: give it the archive's read permission (chmod/chgrp it like {path})"
+        )
+    if not shm.exists() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+        if wal.exists() and wal.stat().st_size:
+            raise DatabaseError(
+                f"{wal} holds changes not yet in {path} and {shm} is missing: run a sync to merge them"
+            )
+        query["immutable"] = "1"
+    return URL.create("sqlite", database="file:" + quote(str(path)), query=query)
+
+
+def ensure_writable(path: Path) -> None:
+    """Refuse, before SQLite creates anything, an archive this user cannot write; repair our own
+    -wal/-shm/.lock files whose mode would stop the run (SQLite gives -wal/-shm the archive's mode)."""
+    mode = path.stat().st_mode & 0o777
+    sidecars = [Path(f"{path}{end}") for end in ("-wal", "-shm", ".lock")]
+    if not os.access(path, os.W_OK):
+        raise DatabaseError(
+            f"the archive {path} is not writable by this user (mode {mode:o}): nothing was written; "
+            f"make it writable, and {sidecars[0].name} and {sidecars[1].name} too if they exist"
+        )
+    missing = [p.name for p in sidecars if not p.exists()]
+    if missing and not os.access(path.parent, os.W_OK | os.X_OK):
+        raise DatabaseError(
+            f"cannot create {', '.join(missing)}: the directory {path.parent} is not writable"
+        )
+    for side in sidecars:
+        if side.exists() and not os.access(side, os.R_OK | os.W_OK):
+            if side.stat().st_uid != os.geteuid():
+                raise DatabaseError(f"{side} is not writable by this user: remove it while no archiver runs")
+            old, new = side.stat().st_mode & 0o777, mode & 0o666 | 0o600
+            side.chmod(new)
+            log.warning("%s was not writable by its owner (mode %o): set it to %o", side, old, new)
 
 
 def ensure_private_file(path: Path) -> None:
@@ -161,15 +212,41 @@ def head() -> str:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
-    with engine.begin() as conn:
+    with migrating(engine) as conn:
         command.upgrade(alembic_config(conn), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     from alembic import command
 
-    with engine.begin() as conn:
+    with migrating(engine) as conn:
         command.downgrade(alembic_config(conn), revision)
+
+
+@contextmanager
+def migrating(engine: Engine) -> Iterator[Connection]:
+    """One transaction for the migrations; on SQLite with foreign keys off, and checked before commit.
+
+    A batch migration rebuilds a table by dropping it: with foreign keys on, that drop fires the
+    children's ON DELETE (SET NULL would empty every job's link to its sync run).
+    """
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:  # a no-op inside a transaction: set it on the idle connection
+            conn.connection.cursor().execute("PRAGMA foreign_keys = OFF")
+        try:
+            with conn.begin():
+                yield conn
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all() if sqlite else []
+                if broken:
+                    table, rowid, parent = broken[0][:3]
+                    raise DatabaseError(
+                        f"migration rolled back: {len(broken)} rows would reference missing rows "
+                        f"(first: {table} rowid {rowid} -> {parent})"
+                    )
+        finally:
+            if sqlite:
+                conn.connection.cursor().execute("PRAGMA foreign_keys = ON")
 
 
 def ensure_schema(engine: Engine, migrate: bool) -> str | None:
@@ -216,7 +293,10 @@ def run_lock(engine: Engine) -> Iterator[None]:
 @contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """flock(2) on a file beside the archive: the kernel drops it when the holder dies."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:
+        raise DatabaseError(f"cannot open the lock file {path}: {e.strerror}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

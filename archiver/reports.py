@@ -5,12 +5,12 @@ import io
 import json
 import math
 import re
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, select, text
-from sqlalchemy.exc import DBAPIError
 
 from archiver.db import resource_path
 from archiver.errors import ConfigError
@@ -56,15 +56,80 @@ def run_report(conn: Connection, name: str, params: dict[str, Any]) -> Table:
 
 
 def run_query(conn: Connection, sql: str) -> Table:
-    """Ad-hoc SQL on a read-only connection: a write fails and changes nothing."""
+    """One ad-hoc statement in a transaction that stays read-only: a write fails and changes nothing.
+
+    SQLite: the driver refuses a second statement; an authorizer refuses ATTACH, DETACH and
+    PRAGMA assignments (which would create files or change settings) on top of `query_only`.
+    PostgreSQL: the extended protocol (prepare=True) refuses a second statement; the transaction is
+    made read-only and has taken its snapshot first, so `SET TRANSACTION READ WRITE` cannot undo it.
+    """
+    if not conn.in_transaction():
+        conn.begin()  # never committed: closing the connection rolls back
+    dbapi = conn.connection.driver_connection
     try:
-        result = conn.exec_driver_sql(sql)
-        if not result.returns_rows:
-            return [], []
-        return list(result.keys()), [tuple(row) for row in result]
-    except DBAPIError as e:
-        lines = str(e.orig).strip().splitlines() or [type(e.orig).__name__]
+        if conn.dialect.name == "sqlite":
+            return sqlite_query(dbapi, sql)
+        return postgresql_query(dbapi, sql)
+    except conn.dialect.loaded_dbapi.Error as e:
+        lines = str(e).strip().splitlines() or [type(e).__name__]
         raise ConfigError(f"query failed: {lines[0]}") from None
+
+
+# Reading pragmas that take a table or index name as their argument; any other PRAGMA with a value sets it.
+READ_PRAGMAS = {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo"}
+READ_PRAGMAS |= {"foreign_key_list", "foreign_key_check", "integrity_check", "quick_check"}
+SQLITE_READS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+
+
+def sqlite_query(dbapi: Any, sql: str) -> Table:
+    refused: list[str] = []
+
+    def authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
+        if action in SQLITE_READS:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_PRAGMA and (arg2 is None or arg1 in READ_PRAGMAS):
+            return sqlite3.SQLITE_OK
+        refused.append(
+            f"PRAGMA {arg1}" if action == sqlite3.SQLITE_PRAGMA else SQLITE_ACTIONS.get(action, "writing")
+        )
+        return sqlite3.SQLITE_DENY
+
+    dbapi.set_authorizer(authorize)
+    try:
+        cursor = dbapi.execute(sql)
+        return table(cursor)
+    except sqlite3.DatabaseError:
+        if refused:
+            raise ConfigError(f"query failed: {refused[0]} is not allowed in a read-only query") from None
+        raise
+    finally:
+        dbapi.set_authorizer(None)
+
+
+SQLITE_ACTIONS = {sqlite3.SQLITE_ATTACH: "ATTACH", sqlite3.SQLITE_DETACH: "DETACH"}
+
+
+PG_READ_ONLY = "current_setting('transaction_read_only'), current_setting('default_transaction_read_only')"
+
+
+def postgresql_query(dbapi: Any, sql: str) -> Table:
+    with dbapi.cursor() as cursor:
+        # set_config(..., true) is SET TRANSACTION READ ONLY, and being a query it takes the snapshot,
+        # after which PostgreSQL refuses to make the transaction read-write again.
+        cursor.execute(f"SELECT set_config('transaction_read_only', 'on', true), {PG_READ_ONLY}")
+        before = cursor.fetchone()
+        cursor.execute(sql, prepare=True)  # one statement; without parameters, % stays literal
+        out = table(cursor)
+        cursor.execute(f"SELECT 'on', {PG_READ_ONLY}")
+        if cursor.fetchone() != before:
+            raise ConfigError("query failed: the statement changed the read-only settings")
+        return out
+
+
+def table(cursor: Any) -> Table:
+    if cursor.description is None:
+        return [], []
+    return [d[0] for d in cursor.description], [tuple(row) for row in cursor.fetchall()]
 
 
 FORMATS = ("table", "csv", "json", "markdown")

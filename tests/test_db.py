@@ -2,6 +2,8 @@
 
 import os
 import stat
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,8 @@ import sqlalchemy as sa
 from alembic import command
 
 from archiver import db
+from tests.conftest import PG_URL, assert_archive_equals, cli_env, pg_admin, run_cli
+from tests.fake_api import FakeApi, make_jobs
 
 TABLES = {"jobs", "errors", "result_files", "integrations", "tags", "sync_runs", "job_history"}
 
@@ -74,3 +78,58 @@ def test_head_constant_matches_the_migrations() -> None:
     from alembic.script import ScriptDirectory
 
     assert ScriptDirectory(str(db.resource_path("migrations"))).get_current_head() == db.HEAD
+
+
+@pytest.fixture
+def sql_ascii_url() -> Iterator[str]:
+    """A database made the way an empty LANG makes one: SQL_ASCII, so the server sends bytes, not text."""
+    admin = pg_admin()
+    assert admin is not None
+    name = f"archiver_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(
+            f"CREATE DATABASE \"{name}\" ENCODING 'SQL_ASCII' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'"
+        )
+    try:
+        yield db.parse_url(PG_URL).set(database=name).render_as_string(hide_password=False)  # type: ignore[arg-type]
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def test_a_sql_ascii_postgresql_database_archives_utf8_text(
+    sql_ascii_url: str, fake: FakeApi, base_url: str
+) -> None:
+    fake.jobs = make_jobs(30, seed=70)
+    fake.jobs[0]["user_provided_suffix"] = "données-ß-✓"
+    fake.jobs[1]["metadata"] = {"note": "naïve 日本"}
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=sql_ascii_url)
+    synced = run_cli("sync", env=env)
+    assert synced.returncode == 0, synced.stderr
+    engine = db.make_engine(db.parse_url(sql_ascii_url))
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW server_encoding").scalar() == "SQL_ASCII"
+    assert_archive_equals(engine, fake.jobs)
+    engine.dispose()
+    suffix = run_cli(
+        "query", "SELECT user_provided_suffix FROM jobs WHERE user_provided_suffix = 'données-ß-✓'", env=env
+    )
+    assert (suffix.returncode, suffix.stdout.splitlines()[2:]) == (0, ["données-ß-✓"]), suffix.stderr
+    for args in (("report", "status_overview"), ("runs",), ("status",), ("db", "current")):
+        result = run_cli(*args, env=env)
+        assert result.returncode == 0, (args, result.stderr)
+
+
+def test_db_upgrade_takes_the_run_lock(db_url: str) -> None:
+    engine = db.make_engine(db.parse_url(db_url))
+    with db.run_lock(engine):  # as a running sync holds it
+        blocked = run_cli("db", "upgrade", env=cli_env("http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=db_url))
+    assert blocked.returncode == 75, blocked.stderr
+    [line] = blocked.stderr.splitlines()
+    assert line.startswith("archiver: error: another sync is running (pid ")
+    assert tables(engine) == set()  # it changed nothing
+    upgraded = run_cli("db", "upgrade", env=cli_env("http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=db_url))
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert tables(engine) >= TABLES
+    engine.dispose()
