@@ -95,8 +95,8 @@ def populated_at_0004(db_url: str) -> sa.Engine:
     with engine.begin() as conn:
         conn.execute(
             sa.text(
-                "INSERT INTO sync_runs (id, started_at, finished_at, status, mode, pages, requests, jobs_seen,"
-                " jobs_inserted, jobs_updated, jobs_unchanged) VALUES (1, 1, 2, 'failed', 'incremental',"
+                "INSERT INTO sync_runs (id, started_at, finished_at, status, mode, pages, requests,"
+                " jobs_seen, jobs_inserted, jobs_updated, jobs_unchanged) VALUES (1, 1, 2, 'failed', 'incremental',"
                 " 1, 1, 1, 1, 0, 0)"
             )
         )
