@@ -96,8 +96,8 @@ def populated_at_0004(db_url: str) -> sa.Engine:
         conn.execute(
             sa.text(
                 "INSERT INTO sync_runs (id, started_at, finished_at, status, mode, pages, requests,"
-                " jobs_seen, jobs_inserted, jobs_updated, jobs_unchanged) VALUES (1, 1, 2, 'failed', 'incremental',"
-                " 1, 1, 1, 1, 0, 0)"
+                " jobs_seen, jobs_inserted, jobs_updated, jobs_unchanged)"
+                " VALUES (1, 1, 2, 'failed', 'incremental', 1, 1, 1, 1, 0, 0)"
             )
         )
         conn.execute(
