@@ -38,6 +38,7 @@ class PageCounts:
     updated: int = 0
     unchanged: int = 0
     known: int = 0  # jobs that were in the archive before this page was written
+    returned: int = 0  # jobs marked vanished that are listed again
     quiet: bool = False  # every job already archived, unchanged and not in flight: the stop signal
 
 
@@ -140,6 +141,7 @@ def upsert_page(conn: Connection, page: list[Job], run_id: int, now: float) -> P
     changed = [job_id for job_id, h in hashes.items() if before.get(job_id, ("", False))[0] != h]
     counts = PageCounts(unchanged=len(by_id) - len(changed), known=len(before))
     back = [job_id for job_id, (_, gone) in before.items() if gone and job_id not in changed]
+    counts.returned = len(back)
     for chunk in chunks(back):
         conn.execute(update(jobs).where(jobs.c.id.in_(chunk)).values(vanished_at=None))
     if not changed:

@@ -244,18 +244,21 @@ def write(run: Run, w: Walk, page: Page) -> tuple[PageCounts, list[JSONObj]]:
         for gap in moved:
             ledger.save_gap(conn, gap, run.result.run_id, now)
         r = run.result
-        r.seen, r.inserted, r.updated = (
-            r.seen + len(jobs),
-            r.inserted + counts.inserted,
-            r.updated + counts.updated,
-        )
-        r.unchanged, r.rejected, r.requests = (
-            r.unchanged + counts.unchanged,
-            r.rejected + len(bad),
-            run.api.requests,
-        )
-        r.pages += listing
-        ledger.save_run(conn, r.run_id, **r.counters())
+        totals = {  # applied to the result once committed: a rolled-back page counts for nothing
+            "seen": r.seen + len(jobs),
+            "inserted": r.inserted + counts.inserted,
+            "updated": r.updated + counts.updated,
+            "unchanged": r.unchanged + counts.unchanged,
+            "rejected": r.rejected + len(bad),
+            "requests": run.api.requests,
+            "pages": r.pages + listing,
+        }
+        if counts.inserted or counts.updated or counts.returned or bad or closed or moved:
+            ledger.save_run(
+                conn, r.run_id, **{**r.counters(), **{COLUMN.get(k, k): v for k, v in totals.items()}}
+            )
+    for key, value in totals.items():
+        setattr(r, key, value)
     run.gaps = [g for g in run.gaps if g not in closed] + [g for g in moved if g not in run.gaps]
     for canon in canons:
         run.pending.pop(canon["id"], None)
@@ -268,6 +271,8 @@ def write(run: Run, w: Walk, page: Page) -> tuple[PageCounts, list[JSONObj]]:
     return counts, canons
 
 
+COLUMN = {"seen": "jobs_seen", "inserted": "jobs_inserted", "updated": "jobs_updated"}
+COLUMN |= {"unchanged": "jobs_unchanged", "rejected": "jobs_rejected"}
 NO_HAS_MORE = "the API's pages carry no has_more, so nothing beyond the first page can be reached"
 
 
