@@ -357,3 +357,37 @@ def test_readme_queries_run(archive: sa.Engine) -> None:
                 conn, "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
             )
             assert columns, sql
+
+
+def test_in_flight_status_seen_since_is_the_start_of_the_current_stretch(engine: sa.Engine) -> None:
+    """running -> paused -> running (-> running with another change): since the second `running`."""
+    base = job("b1", 40, "running", estimated_finish=int(T0 + 41 * DAY))
+    versions = [
+        base,
+        {**base, "status": "paused"},
+        {**base, "status": "running"},
+        {**base, "status": "running", "estimated_finish": int(T0 + 42 * DAY)},
+    ]
+    fake = FakeApi()
+    for version in versions:
+        fake.jobs = [version]
+        sync(api_for(fake), engine)
+    with engine.begin() as conn:  # run n observed at day 40 + n
+        conn.execute(
+            sa.text("UPDATE job_history SET observed_at = :t0 + (40 + sync_run_id) * 86400"), {"t0": T0}
+        )
+        conn.execute(sa.text("UPDATE sync_runs SET started_at = :t0 + (40 + id) * 86400"), {"t0": T0})
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM job_history")).scalar() == 4
+        _, rows = reports.run_report(conn, "in_flight", {**ALL, "now": T0 + 45 * DAY})
+    assert rows == [
+        (
+            "ftjob-b1",
+            "running",
+            "gpt-4o-mini",
+            "2026-02-10 00:00:00",
+            120,
+            "2026-02-13 00:00:00",
+            "2026-02-12 00:00:00",
+        )
+    ]
