@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import wcwidth
 from sqlalchemy import Connection, Row, select, text
 
 from archiver.db import resource_path
@@ -135,34 +136,67 @@ def table(cursor: Any) -> Table:
 FORMATS = ("table", "csv", "json", "markdown")
 
 
+# Characters that would break a table's rows or columns in a terminal: C0/C1 controls (ESC
+# included), DEL, the Unicode line and paragraph separators, and the bidi overrides that
+# reorder what follows them. Tables show them escaped; CSV and JSON keep them as stored.
+CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def visible(text: str) -> str:
+    """The text with every control character escaped: a newline shows as \\n, ESC as \\x1b."""
+
+    def escape(m: re.Match[str]) -> str:
+        c = m[0]
+        return NAMED.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+
+    return CONTROLS.sub(escape, text)
+
+
 def cell(value: Any) -> str:
+    """A value as a table shows it: floats rounded for reading, control characters escaped."""
     if value is None:
         return ""
     if isinstance(value, float):
         return f"{value:.3f}".rstrip("0").rstrip(".") if math.isfinite(value) else str(value)
-    return str(value)
+    return visible(str(value))
+
+
+def width(text: str) -> int:
+    """Terminal cells: CJK and emoji take two, combining marks none (wcwidth, by grapheme)."""
+    cells = wcwidth.wcswidth(text)
+    return cells if cells >= 0 else len(text)
+
+
+def csv_line(values: Sequence[Any]) -> str:
+    """One CSV record without its line end. The writer's terminator is \\r\\n so that it quotes a
+    field holding either character (with \\n alone a bare \\r would end the record for readers)."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow(["" if v is None else v for v in values])
+    return out.getvalue().removesuffix("\r\n")
 
 
 def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
-    """Rows as an aligned table, CSV, JSON (a list of objects) or a Markdown table."""
+    """Rows as an aligned table, CSV, JSON (a list of objects) or a Markdown table.
+
+    CSV and JSON carry the values exactly as stored; table and markdown are for reading.
+    """
     if fmt == "json":
         return json.dumps(
             [dict(zip(columns, row, strict=True)) for row in rows], default=str, ensure_ascii=False
         )
     if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([["" if v is None else v for v in row] for row in rows])
-        return out.getvalue().rstrip("\n")
-    text = [[cell(v).replace("\n", "\\n") for v in row] for row in rows]
+        return "\n".join(csv_line(line) for line in [columns, *rows])
+    header = [visible(c) for c in columns]
+    text = [[cell(v) for v in row] for row in rows]
     if fmt == "markdown":
-        lines = [columns, ["---"] * len(columns), *text]
+        lines = [header, ["---"] * len(columns), *text]
         return "\n".join("| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in lines)
-    widths = [max([len(c), *(len(r[i]) for r in text)]) for i, c in enumerate(columns)]
-    lines = [columns, ["-" * w for w in widths], *text]
+    widths = [max([width(c), *(width(r[i]) for r in text)]) for i, c in enumerate(header)]
+    lines = [header, ["-" * w for w in widths], *text]
     return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+        "  ".join(c + " " * (w - width(c)) for c, w in zip(line, widths, strict=True)).rstrip()
+        for line in lines
     )
 
 

@@ -4,6 +4,8 @@ import csv
 import io
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -391,3 +393,73 @@ def test_in_flight_status_seen_since_is_the_start_of_the_current_stretch(engine:
             "2026-02-12 00:00:00",
         )
     ]
+
+
+def test_tables_escape_control_characters_and_count_display_cells() -> None:
+    columns = ["name", "n"]
+    rows = [
+        ("a\nb\r\tc", 1),
+        ("\x1b[2Jesc\x85\u2028\u2029\x7f", 2.0 / 3),
+        ("日本語", 10),
+        ("🚀x", None),
+        ("e\u0301", 12.5),
+    ]
+    assert reports.render(columns, rows, "table").splitlines() == [
+        "name                            n",
+        "------------------------------  -----",
+        "a\\nb\\r\\tc                       1",
+        "\\x1b[2Jesc\\x85\\u2028\\u2029\\x7f  0.667",
+        "日本語                          10",
+        "🚀x",
+        "e\u0301                               12.5",
+    ]
+    assert reports.render(columns, rows[:1], "markdown").splitlines() == [
+        "| name | n |",
+        "| --- | --- |",
+        "| a\\nb\\r\\tc | 1 |",
+    ]
+    assert list(csv.reader(io.StringIO(reports.render(columns, rows, "csv"), newline=""))) == [
+        columns,
+        *[[v, "" if n is None else repr(n)] for v, n in rows],
+    ]
+    assert [tuple(r.values()) for r in json.loads(reports.render(columns, rows, "json"))] == rows
+
+
+HOSTILE = ["日本語\nline two", "🚀 done\r\tx\u2028y"]
+
+
+def test_report_output_stays_a_table_on_both_backends(engine: sa.Engine) -> None:
+    served = [
+        done(str(i), 10 + i, 100, 1000, user_provided_suffix=suffix) for i, suffix in enumerate(HOSTILE)
+    ]
+    sync(api_for(FakeApi(served[::-1])), engine)
+    env = cli_env("http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=archive_url(engine))
+    out = {f: run_cli("report", "fine_tuned_models", f"--format={f}", env=env) for f in reports.FORMATS}
+    assert all(r.returncode == 0 for r in out.values()), [r.stderr for r in out.values()]
+    table = out["table"].stdout.splitlines()
+    assert [line.split("  ")[0] for line in table] == [
+        "fine_tuned_model",
+        "-" * 23,
+        "ft:gpt-4o-mini:org-1::1",
+        "ft:gpt-4o-mini:org-1::0",
+    ]
+    suffix_at = table[0].index("suffix")
+    assert [line[suffix_at:].split("  ")[0] for line in table[2:]] == [
+        "🚀 done\\r\\tx\\u2028y",
+        "日本語\\nline two",
+    ]
+    # the next column starts in the same terminal cell on every line
+    finished = [reports.width(line[: line.index("2026-")]) for line in table[2:]]
+    assert finished == [reports.width(table[0][: table[0].index("finished_utc")])] * 2
+    # byte for byte: text mode would turn the \r into a newline
+    exact = {
+        f: subprocess.run(
+            [sys.executable, "-m", "archiver", "report", "fine_tuned_models", f"--format={f}"],
+            env=env,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+        for f in ("csv", "json")
+    }
+    assert [row[3] for row in csv.reader(io.StringIO(exact["csv"], newline=""))][1:] == HOSTILE[::-1]
+    assert [row["suffix"] for row in json.loads(exact["json"])] == HOSTILE[::-1]
