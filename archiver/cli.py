@@ -9,7 +9,6 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -350,7 +349,7 @@ def runs_command(database: str, limit: int, fmt: str) -> None:
     """
     with open_engine(database, read_only=True) as engine, engine.connect() as conn:
         db.ensure_archive(conn)
-        columns, rows = reports.run_report(conn, "sync_health", {**ALL_TIME, "limit": limit})
+        columns, rows = reports.run_report(conn, "sync_health", {"limit": limit})
     click.echo(reports.render(columns, rows, fmt))
 
 
@@ -397,10 +396,6 @@ def status_command(database: str, max_age: str | None) -> None:
         sys.exit(1)
 
 
-END_OF_TIME = 253402300799  # 9999-12-31 23:59:59 UTC
-ALL_TIME = {"since": 0, "until": END_OF_TIME, "now": int(time.time()), "limit": 1_000_000}
-
-
 def format_option(f: Any) -> Any:
     return click.option(
         "--format",
@@ -412,28 +407,20 @@ def format_option(f: Any) -> Any:
     )(f)
 
 
-def epoch(value: str | None, default: int) -> int:
-    """A date or ISO time, UTC unless it says otherwise, as Unix seconds."""
-    if value is None:
-        return default
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date like 2026-01-31 or 2026-01-31T12:00") from None
-    return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
-
-
 @cli.command("report")
 @click.argument("name", required=False)
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A report parameter; repeatable.")
-@click.option("--since", help="Only what was created on or after this date (UTC), e.g. 2026-01-01.")
-@click.option("--until", help="Only what was created before this date (UTC).")
+@click.option("--since", help="Same as --param since=...: from this date (UTC), e.g. 2026-01-01.")
+@click.option("--until", help="Same as --param until=...: before this date (UTC).")
 @format_option
 @db_option
 def report_command(
     name: str | None, params: tuple[str, ...], since: str | None, until: str | None, fmt: str, database: str
 ) -> None:
-    """Run a named report, or list them all when no name is given.
+    """Run a named report, or list them all, with their parameters, when no name is given.
+
+    Parameters that are not required have defaults: since and until span all time,
+    now is the current time; a value of the wrong type exits 2 naming the parameter.
 
     \b
     Examples:
@@ -442,25 +429,26 @@ def report_command(
       archiver report job_timeline --param job_id=ftjob-abc123
     """
     if name is None:
-        click.echo(
-            reports.render(["report", "answers"], [(n, reports.describe(n)) for n in reports.names()], fmt)
-        )
+        listing = [
+            (n, " ".join(p.usage() for p in reports.parameters(n)), reports.describe(n))
+            for n in reports.names()
+        ]
+        click.echo(reports.render(["report", "parameters", "answers"], listing, fmt))
         return
-    values: dict[str, Any] = {
-        "since": epoch(since, 0),
-        "until": epoch(until, 253402300800) - 1,
-        "now": int(time.time()),
-    }
-    for param in params:
-        key, sep, value = param.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{param!r} is not KEY=VALUE", param_hint="--param")
-        values[key] = value
-    reports.load(name)  # an unknown name fails before the database is opened
+    given = dict(key_value(p) for p in params)
+    given.update({k: v for k, v in (("since", since), ("until", until)) if v is not None})
+    values = reports.resolve(name, given)  # a bad name or value fails before the database is opened
     with open_engine(database, read_only=True) as engine, engine.connect() as conn:
         db.ensure_archive(conn)
         columns, rows = reports.run_report(conn, name, values)
     click.echo(reports.render(columns, rows, fmt))
+
+
+def key_value(param: str) -> tuple[str, str]:
+    key, sep, value = param.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"{param!r} is not KEY=VALUE", param_hint="--param")
+    return key, value
 
 
 @cli.command("query")

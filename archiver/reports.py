@@ -6,7 +6,9 @@ import json
 import math
 import re
 import sqlite3
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +21,31 @@ from archiver.models import sync_runs
 
 Table = tuple[list[str], list[tuple[Any, ...]]]
 BIND = re.compile(r"(?<![:\w]):(\w+)")
-ALWAYS = ("since", "until", "now", "limit")  # supplied by the command line, with defaults
+ALWAYS = ("since", "until", "now", "limit")  # a library caller may pass these to any report
+MAX_INT = 2**63 - 1  # the largest integer both backends bind
+# One declared parameter a line, after a `-- Parameters:` line: `--   name type required: help`
+# or `--   name type default VALUE: help`; the types are text, int (0 or more) and time.
+PARAM = re.compile(r"--\s+(\w+)\s+(text|int|time)\s+(?:required|default\s+(\S+))\s*:\s*(.+)")
+TYPES = ("text", "int", "time")
+
+
+@dataclass(frozen=True)
+class Param:
+    """A report parameter as its sql file declares it; `default` is None when it is required."""
+
+    name: str
+    type: str
+    default: str | None
+    help: str
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
+
+    def usage(self) -> str:
+        if self.required:
+            return f"{self.name} (required)"
+        return f"[{self.name}={self.default}]" if self.type != "time" else f"[{self.name}]"
 
 
 def names() -> list[str]:
@@ -42,17 +68,72 @@ def describe(name: str) -> str:
     return " ".join(lines)
 
 
-def run_report(conn: Connection, name: str, params: dict[str, Any]) -> Table:
-    """Run sql/<name>.sql with its named binds; every bind other than those in ALWAYS is required."""
+def parameters(name: str) -> list[Param]:
+    """The parameters declared in the report's header, in order."""
+    header = [line for line in load(name).splitlines() if line.startswith("--")]
+    start = next((i for i, line in enumerate(header) if line.startswith("-- Parameters:")), len(header))
+    declared = []
+    for line in header[start + 1 :]:
+        match = PARAM.fullmatch(line.strip())
+        if not match:
+            raise ConfigError(f"sql/{name}.sql: cannot read the parameter declaration {line!r}")
+        declared.append(Param(*match.groups()))
+    return declared
+
+
+def convert(param: Param, value: str, now: float | None = None) -> Any:
+    """A parameter's text as the value to bind, or ConfigError naming the parameter."""
+    if param.type == "int":
+        if re.fullmatch(r"\s*\+?\d+\s*", value) and int(value) <= MAX_INT:
+            return int(value)
+        raise ConfigError(f"parameter {param.name}: {value!r} is not a whole number from 0 to {MAX_INT}")
+    if param.type == "time":
+        if value == "now":
+            return int(time.time() if now is None else now)
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(
+                f"parameter {param.name}: {value!r} is not a date like 2026-01-31 or 2026-01-31T12:00 "
+                "(UTC unless it says otherwise)"
+            ) from None
+        return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
+    return value
+
+
+def resolve(name: str, given: dict[str, str], now: float | None = None) -> dict[str, Any]:
+    """Text parameters (from --param) checked against the report's declarations, defaults filled in.
+
+    Every error is a ConfigError naming the parameter, raised before any database is opened.
+    """
+    declared = {p.name: p for p in parameters(name)}
+    unknown = sorted(given.keys() - declared.keys())
+    if unknown:
+        takes = ", ".join(declared) or "none"
+        raise ConfigError(f"report {name} takes no parameter {', '.join(unknown)} (its parameters: {takes})")
+    values = {}
+    for p in declared.values():
+        value = given.get(p.name, p.default)
+        if value is None:
+            raise ConfigError(f"report {name} needs --param {p.name}=...: {p.help}")
+        values[p.name] = convert(p, value, now)
+    return values
+
+
+def run_report(conn: Connection, name: str, params: dict[str, Any] | None = None) -> Table:
+    """Run sql/<name>.sql with its named binds: `params` as values to bind (see resolve() for text);
+    an optional parameter left out takes its declared default."""
     sql = load(name)
     binds = set(BIND.findall(sql))
-    missing = sorted(binds - params.keys())
+    values = {p.name: convert(p, p.default) for p in parameters(name) if p.default is not None}
+    values.update(params or {})
+    missing = sorted(binds - values.keys())
     if missing:
         raise ConfigError(f"report {name} needs " + " ".join(f"--param {m}=..." for m in missing))
-    unknown = sorted(params.keys() - binds - set(ALWAYS))
+    unknown = sorted(values.keys() - binds - set(ALWAYS))
     if unknown:
         raise ConfigError(f"report {name} takes no parameter {', '.join(unknown)}")
-    result = conn.execute(text(sql), {k: params[k] for k in binds})
+    result = conn.execute(text(sql), {k: values[k] for k in binds})
     return list(result.keys()), [tuple(row) for row in result]
 
 

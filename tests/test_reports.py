@@ -463,3 +463,48 @@ def test_report_output_stays_a_table_on_both_backends(engine: sa.Engine) -> None
     }
     assert [row[3] for row in csv.reader(io.StringIO(exact["csv"], newline=""))][1:] == HOSTILE[::-1]
     assert [row["suffix"] for row in json.loads(exact["json"])] == HOSTILE[::-1]
+
+
+def test_every_report_declares_exactly_the_parameters_it_binds() -> None:
+    for name in reports.names():
+        declared = reports.parameters(name)
+        assert {p.name for p in declared} == set(reports.BIND.findall(reports.load(name))), name
+        assert all(p.help and p.type in reports.TYPES for p in declared), name
+    assert [(p.name, p.type, p.default) for p in reports.parameters("sync_health")] == [
+        ("since", "time", "1970-01-01"),
+        ("until", "time", "9999-12-31T23:59:59"),
+        ("limit", "int", "100"),
+    ]
+    assert [p.required for p in reports.parameters("job_timeline")] == [True]
+
+
+def test_report_parameters_have_defaults_and_are_checked_up_front(archive: sa.Engine) -> None:
+    env = cli_env("http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=archive_url(archive))
+    health = run_cli("report", "sync_health", "--format=json", env=env)
+    assert health.returncode == 0, health.stderr
+    assert [r["id"] for r in json.loads(health.stdout)] == [2, 1]
+    one = run_cli("report", "sync_health", "--param", "limit=1", "--format=json", env=env)
+    assert [r["id"] for r in json.loads(one.stdout)] == [2]
+    since = run_cli("report", "sync_health", "--since", "2026-02-10T13:00", "--format=json", env=env)
+    assert [r["id"] for r in json.loads(since.stdout)] == [2]
+    flight = run_cli("report", "in_flight", "--param", "now=2026-02-12", "--format=json", env=env)
+    assert [(r["id"], r["hours_since_created"]) for r in json.loads(flight.stdout)] == [("ftjob-a1", 48)]
+    cases = {
+        ("sync_health", "--param", "limit=abc"): "parameter limit: 'abc' is not a whole number from 0 to",
+        ("sync_health", "--param", "limit=-1"): "parameter limit: '-1' is not a whole number",
+        ("sync_health", "--param", f"limit={10**20}"): "parameter limit: '100000000000000000000' is not",
+        ("in_flight", "--param", "now=yesterday"): "parameter now: 'yesterday' is not a date like 2026-01-31",
+        ("job_timeline",): "report job_timeline needs --param job_id=...: the job's id",
+        ("job_timeline", "--param", "job_id=x", "--since", "2026-01-01"): "takes no parameter since",
+    }
+    for args, message in cases.items():
+        result = run_cli("report", *args, env=env)
+        assert result.returncode == 2, (args, result.stderr)
+        [line] = result.stderr.splitlines()
+        assert line.startswith("archiver: error: ") and message in line, (args, line)
+    listing = run_cli("report", "--format=json", env=env)
+    rows = {r["report"]: r["parameters"] for r in json.loads(listing.stdout)}
+    assert rows["job_timeline"] == "job_id (required)"
+    assert rows["sync_health"] == "[since] [until] [limit=100]"
+    assert rows["in_flight"] == "[now]"
+    assert rows["status_overview"] == "[since] [until]"
