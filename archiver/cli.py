@@ -296,9 +296,24 @@ def summary(r: SyncResult, where: str) -> str:
     end = "\n" if sys.stderr.isatty() else ""
     rejected = f", {r.rejected:,} rejected" if r.rejected else ""
     return (
-        f"{end}Synced {r.seen:,} jobs ({r.inserted:,} new, {r.updated:,} changed, {r.unchanged:,} unchanged"
-        f"{rejected}) in {r.pages:,} pages, {r.requests:,} requests, into {where} in {r.elapsed:.1f}s"
+        f"{end}Synced {plural(r.seen, 'job')} ({r.inserted:,} new, {r.updated:,} changed, "
+        f"{r.unchanged:,} unchanged{rejected}) in {plural(r.pages, 'page')}, "
+        f"{plural(r.requests, 'request')}, into {where} in {human(r.elapsed)}"
     )
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def human(seconds: float) -> str:
+    """A duration in the unit a person reads best: 85 ms, 12.3 s, 4.5 min, 3.2 h, 1.5 d."""
+    if round(seconds * 1000) < 1000:
+        return f"{seconds * 1000:.0f} ms"
+    for size, unit, upto in ((1, "s", 60), (60, "min", 60), (3600, "h", 24)):
+        if round(seconds / size, 1) < upto:
+            return f"{round(seconds / size, 1):g} {unit}"
+    return f"{round(seconds / 86400, 1):g} d"
 
 
 @cli.group("db")
@@ -338,7 +353,13 @@ def db_current(database: str) -> None:
 
 @cli.command("runs")
 @db_option
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(1), help="How many runs to show.")
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(1, reports.MAX_INT),
+    help="How many runs to show.",
+)
 @click.option("--format", "fmt", type=click.Choice(reports.FORMATS), default="table", show_default=True)
 def runs_command(database: str, limit: int, fmt: str) -> None:
     """List recent sync runs, newest first.

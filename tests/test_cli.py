@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from archiver import db
-from archiver.cli import cli
+from archiver.cli import cli, human
 from tests.conftest import assert_archive_equals, cli_env, count_rows, run_cli
 from tests.fake_api import API_KEY, VIRTUAL_KEY, FakeApi, make_jobs
 
@@ -32,8 +32,9 @@ def test_sync_2500_jobs_equals_what_was_served_and_resync_writes_nothing(
     assert "Migrated the archive's schema from empty to" in first.stderr
     assert re.search(
         r"Synced 2,500 jobs \(2,500 new, 0 changed, 0 unchanged\) in 25 pages, 25 requests, "
-        r"into \S+ in [\d.]+s",
+        r"into \S+ in (\d+ ms|[\d.]+ s)$",
         first.stderr,
+        re.M,
     )
     engine = db.make_engine(db.parse_url(db_url))
     assert_archive_equals(engine, fake.jobs)
@@ -219,3 +220,33 @@ def test_runs_and_status(db_url: str, fake: FakeApi, base_url: str) -> None:
     assert stale.returncode == 1
     bad = run_cli("status", "--max-age", "soon", env=env)
     assert bad.returncode == 2
+
+
+def test_summary_counts_in_words_and_times_in_human_units(db_url: str, fake: FakeApi, base_url: str) -> None:
+    fake.jobs = make_jobs(1)
+    result = run_cli("sync", env=cli_env(base_url, ARCHIVER_DATABASE_URL=db_url))
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(
+        r"Synced 1 job \(1 new, 0 changed, 0 unchanged\) in 1 page, 1 request, into \S+ in \d{1,3} ms\n",
+        result.stderr.splitlines(keepends=True)[-1],
+    ), result.stderr
+    assert [human(s) for s in (0.085, 0.9996, 1, 12.34, 59.96, 270, 11520, 7200, 129600)] == [
+        "85 ms",
+        "1 s",
+        "1 s",
+        "12.3 s",
+        "1 min",
+        "4.5 min",
+        "3.2 h",
+        "2 h",
+        "1.5 d",
+    ]
+
+
+def test_runs_limit_too_large_is_a_usage_error_naming_the_option(db_url: str) -> None:
+    env = cli_env("http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=db_url)
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    result = run_cli("runs", "--limit", "99999999999999999999", env=env)
+    assert result.returncode == 2, result.stderr
+    assert "Invalid value for '--limit'" in result.stderr
+    assert "Traceback" not in result.stderr
