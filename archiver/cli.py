@@ -374,47 +374,77 @@ def runs_command(database: str, limit: int, fmt: str) -> None:
     click.echo(reports.render(columns, rows, fmt))
 
 
-def parse_age(value: str) -> float:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
-    if not match:
-        raise click.BadParameter("use a number with s, m, h or d, e.g. 90m or 2h")
-    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+class Age(click.ParamType):
+    """A duration like 90m, 2h or 1d (plain numbers are seconds), in seconds."""
+
+    name = "age"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
+        if not match:
+            self.fail(f"{value!r} is not an age: use a number with s, m, h or d, e.g. 90m or 2h", param, ctx)
+        return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
 
 
 @cli.command("status")
 @db_option
 @click.option(
-    "--max-age", default=None, help="Exit 1 if the last successful sync is older, e.g. 2h, 30m, 1d."
+    "--max-age",
+    type=Age(),
+    default=None,
+    envvar="ARCHIVER_MAX_AGE",
+    show_envvar=True,
+    help="STALE (exit 1) if the last successful sync is older, e.g. 2h, 30m, 1d.",
 )
-def status_command(database: str, max_age: str | None) -> None:
-    """Print when the archive was last synced; exit 1 if that is too old or the last run failed.
+def status_command(database: str, max_age: float | None) -> None:
+    """Say OK, STALE or FAILED, and why: the archive's last successful sync and last run.
+
+    Exit 0 when OK; 1 when STALE (never synced, or older than --max-age) or FAILED
+    (the last run failed or was interrupted).
 
     \b
     Example (for monitoring):
       archiver status --max-age 2h || echo "archive is stale"
     """
-    limit = parse_age(max_age) if max_age else None
     with open_engine(database, read_only=True) as engine:
         with engine.connect() as conn:
             synced = db.current(conn) is not None
             last, ok = (
                 (reports.last_run(conn), reports.last_run(conn, "succeeded")) if synced else (None, None)
             )
-        left_running = last is not None and last.status == "running" and not db.sync_running(engine)
-    if ok is None:
-        click.echo("never synced successfully")
-    else:
-        age = time.time() - (ok.finished_at or ok.started_at)
-        click.echo(
-            f"last successful sync: run {ok.id} at {reports.utc(ok.finished_at)} ({age / 60:.0f} min ago)"
-        )
-    if last is not None and last.status not in ("succeeded", "running"):
-        click.echo(f"last run {last.id} {last.status}: {last.error}")
-    if left_running and last is not None:
-        click.echo(f"last run {last.id} is marked running but no sync holds the lock: it was killed")
-    stale = ok is None or (limit is not None and age > limit)
-    if stale or left_running or (last is not None and last.status not in ("succeeded", "running")):
+        killed = last is not None and last.status == "running" and not db.sync_running(engine)
+    lines = health(last, ok, max_age, time.time(), killed)
+    click.echo("\n".join(lines))
+    if not lines[0].startswith("OK"):
         sys.exit(1)
+
+
+def health(last: Any, ok: Any, max_age: float | None, now: float, killed: bool = False) -> list[str]:
+    """The verdict first (OK, STALE or FAILED) and why; then the last success, if it is not the verdict.
+
+    `killed`: the last run is marked running but no sync holds the lock.
+    """
+    limit = f" (max age {human(max_age)})" if max_age is not None else ""
+    if ok is None:
+        success = "never synced successfully"
+    else:
+        age = now - (ok.finished_at or ok.started_at)
+        success = (
+            f"last successful sync {human(age)} ago{limit}: run {ok.id} at {reports.utc(ok.finished_at)}"
+        )
+    if last is not None and (killed or last.status not in ("succeeded", "running")):
+        if killed:
+            ago = human(now - last.started_at)
+            why = f"started {ago} ago and is marked running, but no sync holds the lock: it was killed"
+        else:
+            ago = human(now - (last.finished_at or last.started_at))
+            why = f"{last.status} {ago} ago: {last.error or 'no error recorded'}"
+        return [f"FAILED: last run {last.id} {why}", success]
+    if ok is None or (max_age is not None and age > max_age):
+        return [f"STALE: {success}"]
+    return [f"OK: {success}"]
 
 
 def format_option(f: Any) -> Any:

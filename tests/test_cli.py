@@ -2,6 +2,8 @@
 
 import json
 import re
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -10,8 +12,11 @@ from click.testing import CliRunner
 
 from archiver import db
 from archiver.cli import cli, human
+from archiver.errors import ApiError
+from archiver.sync import sync
 from tests.conftest import assert_archive_equals, cli_env, count_rows, run_cli
 from tests.fake_api import API_KEY, VIRTUAL_KEY, FakeApi, make_jobs
+from tests.test_sync import api_for
 
 
 def test_sync_2500_jobs_equals_what_was_served_and_resync_writes_nothing(
@@ -179,7 +184,7 @@ def test_runs_and_status(db_url: str, fake: FakeApi, base_url: str) -> None:
     assert run_cli("runs", env=env).returncode == 2
     assert run_cli("db", "upgrade", env=env).returncode == 0
     never = run_cli("status", env=env)
-    assert (never.returncode, never.stdout) == (1, "never synced successfully\n")
+    assert (never.returncode, never.stdout) == (1, "STALE: never synced successfully\n")
     assert run_cli("sync", env=env).returncode == 0
     fake.outage_after = 0
     assert run_cli("sync", "--max-retries=0", env=env).returncode == 1
@@ -211,15 +216,22 @@ def test_runs_and_status(db_url: str, fake: FakeApi, base_url: str) -> None:
     assert len(run_cli("runs", "--limit=1", env=env).stdout.splitlines()) == 3
     failed = run_cli("status", "--max-age", "2h", env=env)
     assert failed.returncode == 1
-    assert failed.stdout.splitlines()[0].startswith("last successful sync: run 1 at ")
-    assert failed.stdout.splitlines()[1].startswith("last run 2 failed: GET ")
+    verdict, success = failed.stdout.splitlines()
+    assert re.match(
+        r"FAILED: last run 2 failed [\d.]+ m?s ago: GET http://127.0.0.1:\d+/v1/fine_tuning/jobs: ", verdict
+    )
+    assert re.match(r"last successful sync [\d.]+ m?s ago \(max age 2 h\): run 1 at ", success)
     fake.outage_after = None
     assert run_cli("sync", env=env).returncode == 0
     assert run_cli("status", "--max-age", "2h", env=env).returncode == 0
     stale = run_cli("status", "--max-age", "0s", env=env)
     assert stale.returncode == 1
+    assert re.fullmatch(
+        r"STALE: last successful sync \S+ m?s ago \(max age 0 ms\): run 3 at \S+ \S+Z\n", stale.stdout
+    )
     bad = run_cli("status", "--max-age", "soon", env=env)
     assert bad.returncode == 2
+    assert "Invalid value for '--max-age'" in bad.stderr and "'soon' is not an age" in bad.stderr
 
 
 def test_summary_counts_in_words_and_times_in_human_units(db_url: str, fake: FakeApi, base_url: str) -> None:
@@ -250,3 +262,37 @@ def test_runs_limit_too_large_is_a_usage_error_naming_the_option(db_url: str) ->
     assert result.returncode == 2, result.stderr
     assert "Invalid value for '--limit'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_status_says_ok_stale_or_failed_and_why_in_human_units(engine: sa.Engine, fake: FakeApi) -> None:
+    fake.jobs = make_jobs(3)
+    sync(api_for(fake), engine)
+    now = time.time()
+    with engine.begin() as conn:  # the run ended 3.2 hours ago
+        conn.execute(
+            sa.text("UPDATE sync_runs SET started_at = :t - 60, finished_at = :t"), {"t": now - 11520}
+        )
+    env = cli_env(
+        "http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=engine.url.render_as_string(hide_password=False)
+    )
+    stale = run_cli("status", "--max-age", "2h", env=env)
+    at = datetime.fromtimestamp(now - 11520, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    assert (stale.returncode, stale.stdout) == (
+        1,
+        f"STALE: last successful sync 3.2 h ago (max age 2 h): run 1 at {at}\n",
+    )
+    ok = run_cli("status", "--max-age", "1d", env=env)
+    assert (ok.returncode, ok.stdout) == (
+        0,
+        f"OK: last successful sync 3.2 h ago (max age 1 d): run 1 at {at}\n",
+    )
+    fake.outage_after = 0
+    with pytest.raises(ApiError):
+        sync(api_for(fake, max_retries=0), engine)
+    failed = run_cli("status", env=env)
+    assert failed.returncode == 1
+    assert re.fullmatch(
+        r"FAILED: last run 2 failed [\d.]+ m?s ago: GET http://fake.test/v1/fine_tuning/jobs: HTTP 503.*\n"
+        rf"last successful sync 3.2 h ago: run 1 at {at}\n",
+        failed.stdout,
+    )
