@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 from sqlalchemy import Engine
@@ -50,7 +51,8 @@ Portkey settings, read from the environment only (an empty variable counts as un
   PORTKEY_PROVIDER_API_KEY      Authorization: Bearer ... (with PORTKEY_PROVIDER)
   PORTKEY_CONFIG                x-portkey-config (a config id or JSON)
   PORTKEY_CUSTOM_HOST           x-portkey-custom-host (base URL including /v1)
-One of PORTKEY_VIRTUAL_KEY, PORTKEY_PROVIDER or PORTKEY_CONFIG is required.
+One of PORTKEY_VIRTUAL_KEY, PORTKEY_PROVIDER or PORTKEY_CONFIG is required, and
+PORTKEY_API_KEY is too for Portkey's hosted API (*.portkey.ai).
 
 \b
 Exit codes: 0 ok, 1 failed (archive intact), 2 usage or configuration,
@@ -182,14 +184,27 @@ def load_settings(base_url: str, retry_backoff: float = 0.5, **kw: Any) -> Setti
         if var in SECRET_VARS:
             redact.secrets.add(value)
         headers[header] = f"Bearer {value}" if header == "authorization" else value
-    if "x-portkey-virtual-key" not in headers and not any(secret_env(v) for v in ROUTING_VARS):
-        raise ConfigError(
-            "no Portkey routing configured: set PORTKEY_VIRTUAL_KEY (or PORTKEY_PROVIDER_VIRTUAL_KEY), "
-            "PORTKEY_PROVIDER or PORTKEY_CONFIG"
-        )
     if not re.match(r"https?://[^/@]+(/|$)", base_url):
         raise ConfigError("PORTKEY_BASE_URL must be an http(s) URL without credentials")
+    ensure_portkey_configured(base_url, headers)
     return Settings(base_url=base_url, headers=headers, backoff_base=retry_backoff, **kw)
+
+
+def ensure_portkey_configured(base_url: str, headers: dict[str, str]) -> None:
+    """Everything missing in one message, before the archive is touched. Portkey's hosted API
+    needs PORTKEY_API_KEY; a self-hosted gateway may not, so there it stays optional."""
+    missing = []
+    hosted = (urlsplit(base_url).hostname or "").endswith("portkey.ai")
+    if hosted and "x-portkey-api-key" not in headers:
+        missing.append("PORTKEY_API_KEY")
+    if "x-portkey-virtual-key" not in headers and not any(secret_env(v) for v in ROUTING_VARS):
+        missing.append(
+            "one of PORTKEY_VIRTUAL_KEY (or PORTKEY_PROVIDER_VIRTUAL_KEY), PORTKEY_PROVIDER or PORTKEY_CONFIG"
+        )
+    if missing:
+        raise ConfigError(
+            f"Portkey is not configured: set {' and '.join(missing)} (see archiver sync --help)"
+        )
 
 
 @contextmanager

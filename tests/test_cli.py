@@ -15,7 +15,7 @@ from archiver.cli import cli, human
 from archiver.errors import ApiError
 from archiver.sync import sync
 from tests.conftest import assert_archive_equals, cli_env, count_rows, run_cli
-from tests.fake_api import API_KEY, VIRTUAL_KEY, FakeApi, make_jobs
+from tests.fake_api import API_KEY, FAULTS, VIRTUAL_KEY, FakeApi, make_jobs
 from tests.test_sync import api_for
 
 
@@ -72,8 +72,8 @@ def test_missing_routing_exits_2_before_any_request(
     result = run_cli("sync", env=env)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "archiver: error: no Portkey routing configured: set PORTKEY_VIRTUAL_KEY "
-        "(or PORTKEY_PROVIDER_VIRTUAL_KEY), PORTKEY_PROVIDER or PORTKEY_CONFIG"
+        "archiver: error: Portkey is not configured: set one of PORTKEY_VIRTUAL_KEY "
+        "(or PORTKEY_PROVIDER_VIRTUAL_KEY), PORTKEY_PROVIDER or PORTKEY_CONFIG (see archiver sync --help)"
     ]
     assert fake.requests == []
 
@@ -296,3 +296,36 @@ def test_status_says_ok_stale_or_failed_and_why_in_human_units(engine: sa.Engine
         rf"last successful sync 3.2 h ago: run 1 at {at}\n",
         failed.stdout,
     )
+
+
+@pytest.mark.parametrize(
+    ("virtual_key", "missing"),
+    [
+        ("", "PORTKEY_API_KEY and one of PORTKEY_VIRTUAL_KEY (or PORTKEY_PROVIDER_VIRTUAL_KEY), "),
+        (VIRTUAL_KEY, "PORTKEY_API_KEY (see archiver sync --help)"),
+    ],
+)
+def test_missing_api_key_is_named_before_any_file_is_created(
+    tmp_path: Path, virtual_key: str, missing: str
+) -> None:
+    env = cli_env("", PORTKEY_API_KEY="", PORTKEY_VIRTUAL_KEY=virtual_key, ARCHIVER_MAX_RETRIES="0")
+    del env["PORTKEY_BASE_URL"]  # Portkey's hosted API, which needs the key
+    result = run_cli("sync", "--timeout=2", env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"archiver: error: Portkey is not configured: set {missing}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_web_page_at_the_base_url_fails_at_once(db_url: str, fake: FakeApi, base_url: str) -> None:
+    fake.jobs = make_jobs(3)
+    fake.faults.extend(FAULTS["html200"]() for _ in range(10))
+    started = time.monotonic()
+    result = run_cli("sync", env=cli_env(base_url, ARCHIVER_DATABASE_URL=db_url))
+    assert time.monotonic() - started < 8  # 5 retries with backoff took 10 s or more
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"archiver: error: GET {base_url}/fine_tuning/jobs: this is not the Portkey API (got text/html); "
+        "check PORTKEY_BASE_URL"
+    )
+    assert len(fake.requests) == 1
