@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -84,7 +85,7 @@ redact = RedactSecrets()
 def setup_logging(verbose: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(redact)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(UtcFormatter("%(asctime)s%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers = [h for h in root.handlers if not getattr(h, "archiver", False)]
     handler.archiver = True  # type: ignore[attr-defined]
@@ -92,11 +93,50 @@ def setup_logging(verbose: int) -> None:
     root.setLevel(logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG)
 
 
+STAMP = "%Y-%m-%dT%H:%M:%SZ "
+
+
+def stamping() -> bool:
+    """--timestamps auto (the default): on stderr lines when it is not a terminal (a log, cron mail)."""
+    ctx = click.get_current_context(silent=True)
+    mode = ctx.meta.get("archiver.timestamps", "auto") if ctx else "auto"
+    return mode == "always" or (mode == "auto" and not sys.stderr.isatty())
+
+
+def stamp() -> str:
+    """A UTC timestamp to start a stderr line with, or nothing (see stamping())."""
+    return datetime.now(UTC).strftime(STAMP) if stamping() else ""
+
+
+class UtcFormatter(logging.Formatter):
+    """Puts the record's own time, as stamp() would, where %(asctime)s is."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return time.strftime(STAMP, time.gmtime(record.created)) if stamping() else ""
+
+
 def say(message: str) -> None:
-    """A line for the user on stderr, redacted like the logs."""
+    """A line for the user on stderr, redacted like the logs, timestamped unless on a terminal."""
     for secret in redact.secrets:
         message = message.replace(secret, "[redacted]")
-    click.echo(message, err=True)
+    lead = message[: len(message) - len(message.lstrip("\n"))]
+    click.echo(lead + stamp() + message.lstrip("\n"), err=True)
+
+
+def note(message: str) -> None:
+    """A line that only says things went well: --quiet drops it (cron mails only trouble)."""
+    ctx = click.get_current_context(silent=True)
+    if not (ctx and ctx.meta.get("archiver.quiet")):
+        say(message)
+
+
+def exit_code(e: BaseException) -> int:
+    """The one place that maps an error to its exit code (documented in ENV_HELP and the README)."""
+    if isinstance(e, ArchiverError):
+        return e.exit_code
+    if isinstance(e, Interrupted):
+        return 128 + e.signum
+    return 130  # KeyboardInterrupt: SIGINT
 
 
 class Group(click.Group):
@@ -107,13 +147,13 @@ class Group(click.Group):
             return super().invoke(ctx)
         except ArchiverError as e:
             say(f"archiver: error: {e}")
-            ctx.exit(e.exit_code)
-        except KeyboardInterrupt:
+            ctx.exit(exit_code(e))
+        except KeyboardInterrupt as e:
             say("archiver: interrupted by SIGINT")
-            ctx.exit(130)
+            ctx.exit(exit_code(e))
         except Interrupted as e:
             say(f"archiver: interrupted by {signal.Signals(e.signum).name}")
-            ctx.exit(128 + e.signum)
+            ctx.exit(exit_code(e))
 
 
 def stop_on_signals() -> None:
@@ -130,17 +170,57 @@ def stop_on_signals() -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+def set_output(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """-v and -q count wherever they are given, before or after the subcommand (`archiver sync -v`)."""
+    if param.name == "verbose":
+        ctx.meta["archiver.verbose"] = ctx.meta.get("archiver.verbose", 0) + value
+    else:
+        ctx.meta["archiver.quiet"] = ctx.meta.get("archiver.quiet", False) or value
+    setup_logging(ctx.meta.get("archiver.verbose", 0))
+
+
+def output_options(f: Any) -> Any:
+    f = click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        expose_value=False,
+        callback=set_output,
+        help="Print nothing on success; errors and warnings still go to stderr.",
+    )(f)
+    return click.option(
+        "-v",
+        "--verbose",
+        count=True,
+        expose_value=False,
+        callback=set_output,
+        help="-v for INFO logs, -vv for DEBUG, on stderr.",
+    )(f)
+
+
 @click.group(cls=Group, epilog=ENV_HELP)
 @click.version_option(__version__, prog_name="archiver")
-@click.option("-v", "--verbose", count=True, help="-v for INFO logs, -vv for DEBUG, on stderr.")
-def cli(verbose: int) -> None:
+@output_options
+@click.option(
+    "--timestamps",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    envvar="ARCHIVER_TIMESTAMPS",
+    show_envvar=True,
+    show_default=True,
+    expose_value=False,
+    callback=lambda ctx, _param, value: ctx.meta.__setitem__("archiver.timestamps", value),
+    help="UTC timestamps on stderr lines; auto: unless stderr is a terminal (never: journald adds its own).",
+)
+def cli() -> None:
     """Keep a complete, queryable history of fine-tuning jobs from Portkey.
+
+    On stderr, lines carry a UTC timestamp unless stderr is a terminal.
 
     \b
     Example:
       archiver sync      # with PORTKEY_API_KEY and PORTKEY_VIRTUAL_KEY exported
     """
-    setup_logging(verbose)
 
 
 def db_option(f: Any) -> Any:
@@ -258,7 +338,10 @@ def setting(flag: str, default: Any, kind: Any, help: str, envvar: str | None = 
 @setting("--ca-bundle", None, click.Path(exists=True, dir_okay=False), "PEM file of a private CA to trust.")
 @click.option("--full", is_flag=True, help="Walk the whole history instead of stopping at known jobs.")
 @click.option("--no-migrate", is_flag=True, help="Refuse an outdated schema instead of migrating it.")
-@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout, on failure too."
+)
+@output_options
 def sync_command(database: str, limit: int, full: bool, no_migrate: bool, as_json: bool, **http: Any) -> None:
     """Copy new and changed fine-tuning jobs into the archive (all of them with --full).
 
@@ -269,31 +352,83 @@ def sync_command(database: str, limit: int, full: bool, no_migrate: bool, as_jso
     Example:
       archiver sync --db archive.db      # PORTKEY_* exported beforehand
     """
+    report: dict[str, Any] = {}  # what --json prints, whatever happens
+    try:
+        result = run_sync(database, limit, full, no_migrate, report, **http)
+    except (ArchiverError, Interrupted, KeyboardInterrupt) as e:
+        if as_json:
+            failed = "interrupted" if isinstance(e, Interrupted | KeyboardInterrupt) else "failed"
+            error = str(e) if isinstance(e, ArchiverError) else "interrupted by a signal"
+            click.echo(json.dumps({"status": failed, "error": error, "exit_code": exit_code(e), **report}))
+        raise
+    rejected = None
+    if result.rejected:
+        rejected = RejectedItems(
+            f"{result.rejected:,} list items were not jobs; they are kept in rejected_items"
+        )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "status": "succeeded",
+                    "error": str(rejected) if rejected else None,
+                    "exit_code": exit_code(rejected) if rejected else 0,
+                    **report,
+                    "seconds": round(result.elapsed, 3),
+                }
+            )
+        )
+    if rejected:
+        raise rejected
+
+
+def run_sync(
+    database: str, limit: int, full: bool, no_migrate: bool, report: dict[str, Any], **http: Any
+) -> SyncResult:
+    """The run itself; `report` gains the run's id, mode and counters once the run has started."""
     settings = load_settings(**http)
     stop_on_signals()
     with open_engine(database) as engine, db.run_lock(engine):
         migrated = db.ensure_schema(engine, migrate=not no_migrate)
         if migrated:
-            say(f"Migrated the archive's schema from {migrated} to {db.head()}")
-        with make_api(settings) as api:
-            on_page = progress() if sys.stderr.isatty() else None
-            result = sync(api, engine, full=full, limit=limit, provider=routing_provider(), on_page=on_page)
+            note(f"Migrated the archive's schema from {migrated} to {db.head()}")
         where = db.show_url(engine.url)
-    say(summary(result, where))
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "run_id": result.run_id,
-                    "mode": result.mode,
-                    **result.counters(),
-                    "database": where,
-                    "seconds": round(result.elapsed, 3),
-                }
-            )
-        )
-    if result.rejected:
-        raise RejectedItems(f"{result.rejected:,} list items were not jobs; they are kept in rejected_items")
+        with engine.connect() as conn:
+            previous = reports.last_run(conn)
+        with make_api(settings) as api:
+            quiet = click.get_current_context().meta.get("archiver.quiet")
+            on_page = progress() if sys.stderr.isatty() and not quiet else None
+            try:
+                result = sync(
+                    api, engine, full=full, limit=limit, provider=routing_provider(), on_page=on_page
+                )
+            except (ArchiverError, Interrupted, KeyboardInterrupt):
+                report.update(recorded_run(engine, previous.id if previous else None, where))
+                raise
+    note(summary(result, where))
+    report.update(run_id=result.run_id, mode=result.mode, **result.counters(), database=where)
+    return result
+
+
+def recorded_run(engine: Engine, previous: int | None, where: str) -> dict[str, Any]:
+    """The id, mode and counters the failed run recorded, if it got as far as starting."""
+    try:
+        with engine.connect() as conn:
+            run = reports.last_run(conn)
+    except DBAPIError:  # the archive may be what failed
+        return {}
+    if run is None or run.id == previous:
+        return {}
+    keys = (
+        "pages",
+        "requests",
+        "jobs_seen",
+        "jobs_inserted",
+        "jobs_updated",
+        "jobs_unchanged",
+        "jobs_rejected",
+    )
+    return {"run_id": run.id, "mode": run.mode, **{k: run._mapping[k] for k in keys}, "database": where}
 
 
 def progress() -> Any:
@@ -332,11 +467,13 @@ def human(seconds: float) -> str:
 
 
 @cli.group("db")
+@output_options
 def db_group() -> None:
     """Manage the archive's schema."""
 
 
 @db_group.command("upgrade")
+@output_options
 @db_option
 def db_upgrade(database: str) -> None:
     """Apply pending schema migrations.
@@ -348,10 +485,11 @@ def db_upgrade(database: str) -> None:
     with open_engine(database) as engine, db.run_lock(engine):  # never beside a sync
         db.upgrade(engine)
         with engine.connect() as conn:
-            say(f"Schema at {db.current(conn)} (head) in {db.show_url(engine.url)}")
+            note(f"Schema at {db.current(conn)} (head) in {db.show_url(engine.url)}")
 
 
 @db_group.command("current")
+@output_options
 @db_option
 def db_current(database: str) -> None:
     """Print the schema revision of the archive.
@@ -367,6 +505,7 @@ def db_current(database: str) -> None:
 
 
 @cli.command("runs")
+@output_options
 @db_option
 @click.option(
     "--limit",
@@ -404,6 +543,7 @@ class Age(click.ParamType):
 
 
 @cli.command("status")
+@output_options
 @db_option
 @click.option(
     "--max-age",
@@ -474,6 +614,7 @@ def format_option(f: Any) -> Any:
 
 
 @cli.command("report")
+@output_options
 @click.argument("name", required=False)
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A report parameter; repeatable.")
 @click.option("--since", help="Same as --param since=...: from this date (UTC), e.g. 2026-01-01.")
@@ -518,6 +659,7 @@ def key_value(param: str) -> tuple[str, str]:
 
 
 @cli.command("query")
+@output_options
 @click.argument("sql")
 @format_option
 @db_option

@@ -1,7 +1,12 @@
 """The installed command end to end: a real HTTP server on 127.0.0.1, real databases, subprocesses."""
 
+import contextlib
 import json
+import os
+import pty
 import re
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -329,3 +334,123 @@ def test_a_web_page_at_the_base_url_fails_at_once(db_url: str, fake: FakeApi, ba
         "check PORTKEY_BASE_URL"
     )
     assert len(fake.requests) == 1
+
+
+STAMPED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (.*)")
+
+
+def test_stderr_lines_carry_a_utc_timestamp_unless_stderr_is_a_terminal(
+    tmp_path: Path, fake: FakeApi, base_url: str
+) -> None:
+    fake.jobs = make_jobs(3)
+    fake.faults.append(FAULTS["503"]())
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=str(tmp_path / "a.db"))
+    del env["ARCHIVER_TIMESTAMPS"]  # the default: auto
+    before = datetime.now(UTC).replace(microsecond=0)
+    result = run_cli("sync", "--retry-backoff=0", env=env)
+    assert result.returncode == 0, result.stderr
+    lines = [STAMPED.fullmatch(line) for line in result.stderr.splitlines()]
+    assert all(lines), result.stderr
+    assert [m[1].split(":")[0] for m in lines if m] == [
+        "Migrated the archive's schema from empty to " + db.head(),
+        "WARNING archiver.client",
+        "Synced 3 jobs (3 new, 0 changed, 0 unchanged) in 1 page, 2 requests, into sqlite",
+    ]
+    stamps = [
+        datetime.strptime(line[:20], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        for line in result.stderr.splitlines()
+    ]
+    assert all(before <= s <= datetime.now(UTC) for s in stamps)
+
+    primary, secondary = pty.openpty()  # stderr a terminal: no timestamp
+    with subprocess.Popen(
+        [sys.executable, "-m", "archiver", "status", "--db", str(tmp_path / "none.db")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+    ) as proc:
+        os.close(secondary)
+        assert proc.wait(timeout=60) == 2
+    seen = b""
+    with contextlib.suppress(OSError):  # EIO once everything the child wrote has been read
+        while chunk := os.read(primary, 1024):
+            seen += chunk
+    os.close(primary)
+    assert seen.decode().startswith("archiver: error: no archive at ")
+
+
+@pytest.mark.parametrize("where", [("-q", "sync"), ("sync", "--quiet")])
+def test_quiet_prints_nothing_on_success_but_still_warnings_and_errors(
+    db_url: str, fake: FakeApi, base_url: str, where: tuple[str, ...]
+) -> None:
+    fake.jobs = make_jobs(3)
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
+    quiet = run_cli(*where, env=env)
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+    fake.faults.append(FAULTS["503"]())
+    warned = run_cli(*where, "--retry-backoff=0", env=env)
+    assert warned.returncode == 0
+    [warning] = warned.stderr.splitlines()
+    assert warning.startswith("WARNING archiver.client: GET ") and "retrying" in warning
+    fake.outage_after = 0
+    failed = run_cli(*where, "--max-retries=0", env=env)
+    assert failed.returncode == 1
+    assert failed.stderr.startswith("archiver: error: GET ")
+    assert run_cli("-q", "db", "upgrade", env=env).stderr == ""
+
+
+def test_sync_json_reports_failures_too(db_url: str, fake: FakeApi, base_url: str) -> None:
+    fake.jobs = make_jobs(3)
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
+    ok = run_cli("sync", "--json", env=env)
+    assert {k: v for k, v in json.loads(ok.stdout).items() if k != "seconds"} == {
+        "status": "succeeded",
+        "error": None,
+        "exit_code": 0,
+        "run_id": 1,
+        "mode": "incremental",
+        "pages": 1,
+        "requests": 1,
+        "jobs_seen": 3,
+        "jobs_inserted": 3,
+        "jobs_updated": 0,
+        "jobs_unchanged": 0,
+        "jobs_rejected": 0,
+        "database": json.loads(ok.stdout)["database"],
+    }
+    fake.outage_after = 0
+    failed = run_cli("sync", "--json", "--max-retries=0", env=env)
+    assert failed.returncode == 1
+    summary = json.loads(failed.stdout)
+    assert summary["error"].startswith("GET http://127.0.0.1:") and "HTTP 503" in summary["error"]
+    assert {k: v for k, v in summary.items() if k not in ("error", "database")} == {
+        "status": "failed",
+        "exit_code": 1,
+        "run_id": 2,
+        "mode": "incremental",
+        "pages": 0,
+        "requests": 1,
+        "jobs_seen": 0,
+        "jobs_inserted": 0,
+        "jobs_updated": 0,
+        "jobs_unchanged": 0,
+        "jobs_rejected": 0,
+    }
+    unconfigured = run_cli("sync", "--json", env={**env, "PORTKEY_VIRTUAL_KEY": ""})
+    assert unconfigured.returncode == 2
+    assert json.loads(unconfigured.stdout) == {
+        "status": "failed",
+        "error": unconfigured.stderr.removeprefix("archiver: error: ").strip(),
+        "exit_code": 2,
+    }
+
+
+def test_verbosity_works_after_the_subcommand(tmp_path: Path, fake: FakeApi, base_url: str) -> None:
+    fake.jobs = make_jobs(3)
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=str(tmp_path / "a.db"))
+    info = run_cli("sync", "-v", env=env)
+    assert "INFO httpx: HTTP Request: GET " in info.stderr and "DEBUG" not in info.stderr
+    debug = run_cli("sync", "-vv", env=env)
+    assert "DEBUG " in debug.stderr
+    both = run_cli("-v", "sync", "-v", env=env)
+    assert "DEBUG " in both.stderr
