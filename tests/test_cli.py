@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from archiver import db
 from archiver.cli import cli, human
 from archiver.errors import ApiError
+from archiver.ledger import start_run
 from archiver.sync import sync
 from tests.conftest import assert_archive_equals, cli_env, count_rows, run_cli
 from tests.fake_api import API_KEY, FAULTS, VIRTUAL_KEY, FakeApi, make_jobs
@@ -300,6 +301,15 @@ def test_status_says_ok_stale_or_failed_and_why_in_human_units(engine: sa.Engine
         r"FAILED: last run 2 failed [\d.]+ m?s ago: GET http://fake.test/v1/fine_tuning/jobs: HTTP 503.*\n"
         rf"last successful sync 3.2 h ago: run 1 at {at}\n",
         failed.stdout,
+    )
+    with engine.begin() as conn:  # a run left marked running, with no sync holding the lock: killed
+        run_id = start_run(conn, "incremental", "http://fake.test/v1", now - 600)
+    killed = run_cli("status", env=env)
+    assert killed.returncode == 1
+    assert re.fullmatch(
+        rf"FAILED: last run {run_id} started 10(\.\d)? min ago and is marked running, "
+        "but no sync holds the lock: it was killed",
+        killed.stdout.splitlines()[0],
     )
 
 
