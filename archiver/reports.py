@@ -84,9 +84,11 @@ def parameters(name: str) -> list[Param]:
 def convert(param: Param, value: str, now: float | None = None) -> Any:
     """A parameter's text as the value to bind, or ConfigError naming the parameter."""
     if param.type == "int":
-        if re.fullmatch(r"\s*\+?\d+\s*", value) and int(value) <= MAX_INT:
-            return int(value)
-        raise ConfigError(f"parameter {param.name}: {value!r} is not a whole number from 0 to {MAX_INT}")
+        if not re.fullmatch(r"\s*\+?\d+\s*", value):
+            raise ConfigError(f"parameter {param.name}: {value!r} is not a whole number (0 or more)")
+        if int(value) > MAX_INT:
+            raise ConfigError(f"parameter {param.name}: {value} is too large (at most 2**63 - 1)")
+        return int(value)
     if param.type == "time":
         if value == "now":
             return int(time.time() if now is None else now)

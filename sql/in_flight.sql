@@ -1,6 +1,5 @@
 -- Jobs not yet in a final status, how long since they were created, and since when the
--- archive has seen them in their current status (the start of the current stretch: running,
--- paused, running again shows when it started running again).
+-- archive has seen them in their current status (since they last changed to it).
 -- Parameters:
 --   now time default now: the time ages are measured from
 WITH seen AS (
