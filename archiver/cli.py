@@ -363,8 +363,10 @@ def sync_command(database: str, limit: int, full: bool, no_migrate: bool, as_jso
         raise
     rejected = None
     if result.rejected:
+        one = result.rejected == 1
         rejected = RejectedItems(
-            f"{result.rejected:,} list items were not jobs; they are kept in rejected_items"
+            f"{plural(result.rejected, 'list item')} {'was not a job' if one else 'were not jobs'}; "
+            f"{'it is' if one else 'they are'} kept in rejected_items"
         )
     if as_json:
         click.echo(

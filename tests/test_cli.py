@@ -464,3 +464,17 @@ def test_verbosity_works_after_the_subcommand(tmp_path: Path, fake: FakeApi, bas
     assert "DEBUG " in debug.stderr
     both = run_cli("-v", "sync", "-v", env=env)
     assert "DEBUG " in both.stderr
+
+
+def test_sync_json_with_rejected_items_says_exit_3(db_url: str, fake: FakeApi, base_url: str) -> None:
+    fake.jobs = [*make_jobs(3), "not a job"]
+    result = run_cli("sync", "--json", env=cli_env(base_url, ARCHIVER_DATABASE_URL=db_url))
+    assert result.returncode == 3
+    summary = json.loads(result.stdout)
+    assert {k: summary[k] for k in ("status", "error", "exit_code", "jobs_seen", "jobs_rejected")} == {
+        "status": "succeeded",
+        "error": "1 list item was not a job; it is kept in rejected_items",
+        "exit_code": 3,
+        "jobs_seen": 3,
+        "jobs_rejected": 1,
+    }
