@@ -235,6 +235,9 @@ def attempt_json(api: Api, path: str, params: dict[str, Any]) -> tuple[dict[str,
 
 
 def parse_response(r: httpx.Response, where: str, secrets: Iterable[str] = ()) -> dict[str, Any]:
+    media_type = r.headers.get("content-type", "").split(";")[0].strip().lower()
+    if 200 <= r.status_code < 300 and media_type == "text/html":  # a web page: the base URL is wrong
+        raise ConfigError(f"{where}: this is not the Portkey API (got text/html); check PORTKEY_BASE_URL")
     should = r.headers.get("x-should-retry")
     if r.status_code >= 300 or r.status_code < 200:
         message = f"{where}: HTTP {r.status_code}{api_message(r, secrets)}"

@@ -15,7 +15,7 @@ from archiver import reports
 # SQLite (Datasette is SQLite only): a blank field is NULL, a date or ISO time becomes Unix seconds.
 DATASETTE_BINDS = {
     "since": "coalesce(CAST(strftime('%s', nullif(:since, '')) AS INTEGER), 0)",
-    "until": "coalesce(CAST(strftime('%s', nullif(:until, '')) AS INTEGER) - 1, 253402300799)",
+    "until": "coalesce(CAST(strftime('%s', nullif(:until, '')) AS INTEGER), 253402300799)",  # sql: < :until
     "now": ":_now_epoch",
     "limit": "coalesce(CAST(nullif(:limit, '') AS INTEGER), 1000)",
 }

@@ -6,10 +6,13 @@ import json
 import math
 import re
 import sqlite3
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import wcwidth
 from sqlalchemy import Connection, Row, select, text
 
 from archiver.db import resource_path
@@ -18,7 +21,31 @@ from archiver.models import sync_runs
 
 Table = tuple[list[str], list[tuple[Any, ...]]]
 BIND = re.compile(r"(?<![:\w]):(\w+)")
-ALWAYS = ("since", "until", "now", "limit")  # supplied by the command line, with defaults
+ALWAYS = ("since", "until", "now", "limit")  # a library caller may pass these to any report
+MAX_INT = 2**63 - 1  # the largest integer both backends bind
+# One declared parameter a line, after a `-- Parameters:` line: `--   name type required: help`
+# or `--   name type default VALUE: help`; the types are text, int (0 or more) and time.
+PARAM = re.compile(r"--\s+(\w+)\s+(text|int|time)\s+(?:required|default\s+(\S+))\s*:\s*(.+)")
+TYPES = ("text", "int", "time")
+
+
+@dataclass(frozen=True)
+class Param:
+    """A report parameter as its sql file declares it; `default` is None when it is required."""
+
+    name: str
+    type: str
+    default: str | None
+    help: str
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
+
+    def usage(self) -> str:
+        if self.required:
+            return f"{self.name} (required)"
+        return f"[{self.name}={self.default}]" if self.type != "time" else f"[{self.name}]"
 
 
 def names() -> list[str]:
@@ -41,17 +68,74 @@ def describe(name: str) -> str:
     return " ".join(lines)
 
 
-def run_report(conn: Connection, name: str, params: dict[str, Any]) -> Table:
-    """Run sql/<name>.sql with its named binds; every bind other than those in ALWAYS is required."""
+def parameters(name: str) -> list[Param]:
+    """The parameters declared in the report's header, in order."""
+    header = [line for line in load(name).splitlines() if line.startswith("--")]
+    start = next((i for i, line in enumerate(header) if line.startswith("-- Parameters:")), len(header))
+    declared = []
+    for line in header[start + 1 :]:
+        match = PARAM.fullmatch(line.strip())
+        if not match:
+            raise ConfigError(f"sql/{name}.sql: cannot read the parameter declaration {line!r}")
+        declared.append(Param(*match.groups()))
+    return declared
+
+
+def convert(param: Param, value: str, now: float | None = None) -> Any:
+    """A parameter's text as the value to bind, or ConfigError naming the parameter."""
+    if param.type == "int":
+        if not re.fullmatch(r"\s*\+?\d+\s*", value):
+            raise ConfigError(f"parameter {param.name}: {value!r} is not a whole number (0 or more)")
+        if int(value) > MAX_INT:
+            raise ConfigError(f"parameter {param.name}: {value} is too large (at most 2**63 - 1)")
+        return int(value)
+    if param.type == "time":
+        if value == "now":
+            return int(time.time() if now is None else now)
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(
+                f"parameter {param.name}: {value!r} is not a date like 2026-01-31 or 2026-01-31T12:00 "
+                "(UTC unless it says otherwise)"
+            ) from None
+        return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
+    return value
+
+
+def resolve(name: str, given: dict[str, str], now: float | None = None) -> dict[str, Any]:
+    """Text parameters (from --param) checked against the report's declarations, defaults filled in.
+
+    Every error is a ConfigError naming the parameter, raised before any database is opened.
+    """
+    declared = {p.name: p for p in parameters(name)}
+    unknown = sorted(given.keys() - declared.keys())
+    if unknown:
+        takes = ", ".join(declared) or "none"
+        raise ConfigError(f"report {name} takes no parameter {', '.join(unknown)} (its parameters: {takes})")
+    values = {}
+    for p in declared.values():
+        value = given.get(p.name, p.default)
+        if value is None:
+            raise ConfigError(f"report {name} needs --param {p.name}=...: {p.help}")
+        values[p.name] = convert(p, value, now)
+    return values
+
+
+def run_report(conn: Connection, name: str, params: dict[str, Any] | None = None) -> Table:
+    """Run sql/<name>.sql with its named binds: `params` as values to bind (see resolve() for text);
+    an optional parameter left out takes its declared default."""
     sql = load(name)
     binds = set(BIND.findall(sql))
-    missing = sorted(binds - params.keys())
+    values = {p.name: convert(p, p.default) for p in parameters(name) if p.default is not None}
+    values.update(params or {})
+    missing = sorted(binds - values.keys())
     if missing:
         raise ConfigError(f"report {name} needs " + " ".join(f"--param {m}=..." for m in missing))
-    unknown = sorted(params.keys() - binds - set(ALWAYS))
+    unknown = sorted(values.keys() - binds - set(ALWAYS))
     if unknown:
         raise ConfigError(f"report {name} takes no parameter {', '.join(unknown)}")
-    result = conn.execute(text(sql), {k: params[k] for k in binds})
+    result = conn.execute(text(sql), {k: values[k] for k in binds})
     return list(result.keys()), [tuple(row) for row in result]
 
 
@@ -135,34 +219,67 @@ def table(cursor: Any) -> Table:
 FORMATS = ("table", "csv", "json", "markdown")
 
 
+# Characters that would break a table's rows or columns in a terminal: C0/C1 controls (ESC
+# included), DEL, the Unicode line and paragraph separators, and the bidi overrides that
+# reorder what follows them. Tables show them escaped; CSV and JSON keep them as stored.
+CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def visible(text: str) -> str:
+    """The text with every control character escaped: a newline shows as \\n, ESC as \\x1b."""
+
+    def escape(m: re.Match[str]) -> str:
+        c = m[0]
+        return NAMED.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+
+    return CONTROLS.sub(escape, text)
+
+
 def cell(value: Any) -> str:
+    """A value as a table shows it: floats rounded for reading, control characters escaped."""
     if value is None:
         return ""
     if isinstance(value, float):
         return f"{value:.3f}".rstrip("0").rstrip(".") if math.isfinite(value) else str(value)
-    return str(value)
+    return visible(str(value))
+
+
+def width(text: str) -> int:
+    """Terminal cells: CJK and emoji take two, combining marks none (wcwidth, by grapheme)."""
+    cells = wcwidth.wcswidth(text)
+    return cells if cells >= 0 else len(text)
+
+
+def csv_line(values: Sequence[Any]) -> str:
+    """One CSV record without its line end. The writer's terminator is \\r\\n so that it quotes a
+    field holding either character (with \\n alone a bare \\r would end the record for readers)."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow(["" if v is None else v for v in values])
+    return out.getvalue().removesuffix("\r\n")
 
 
 def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
-    """Rows as an aligned table, CSV, JSON (a list of objects) or a Markdown table."""
+    """Rows as an aligned table, CSV, JSON (a list of objects) or a Markdown table.
+
+    CSV and JSON carry the values exactly as stored; table and markdown are for reading.
+    """
     if fmt == "json":
         return json.dumps(
             [dict(zip(columns, row, strict=True)) for row in rows], default=str, ensure_ascii=False
         )
     if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([["" if v is None else v for v in row] for row in rows])
-        return out.getvalue().rstrip("\n")
-    text = [[cell(v).replace("\n", "\\n") for v in row] for row in rows]
+        return "\n".join(csv_line(line) for line in [columns, *rows])
+    header = [visible(c) for c in columns]
+    text = [[cell(v) for v in row] for row in rows]
     if fmt == "markdown":
-        lines = [columns, ["---"] * len(columns), *text]
+        lines = [header, ["---"] * len(columns), *text]
         return "\n".join("| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in lines)
-    widths = [max([len(c), *(len(r[i]) for r in text)]) for i, c in enumerate(columns)]
-    lines = [columns, ["-" * w for w in widths], *text]
+    widths = [max([width(c), *(width(r[i]) for r in text)]) for i, c in enumerate(header)]
+    lines = [header, ["-" * w for w in widths], *text]
     return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+        "  ".join(c + " " * (w - width(c)) for c, w in zip(line, widths, strict=True)).rstrip()
+        for line in lines
     )
 
 

@@ -1,5 +1,6 @@
 -- Every observed version of one job from job_history, in order, and what changed each time.
--- Parameters: --param job_id=ftjob-... (required).
+-- Parameters:
+--   job_id text required: the job's id, e.g. ftjob-abc123
 WITH h AS (
     SELECT f.*,
            lag(f.content_hash) OVER w AS prev_hash,

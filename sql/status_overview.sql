@@ -1,10 +1,12 @@
 -- Jobs per status, with the oldest and newest creation time (UTC).
--- Parameters: --since/--until filter on created_at.
+-- Parameters:
+--   since time default 1970-01-01: only jobs created at or after this date or time (UTC unless it says)
+--   until time default 9999-12-31T23:59:59: only jobs created before this date or time
 SELECT status,
        count(*) AS jobs,
        min(created_utc) AS oldest_created,
        max(created_utc) AS newest_created
 FROM job_summary
-WHERE created_at BETWEEN :since AND :until
+WHERE created_at >= :since AND created_at < :until
 GROUP BY status
 ORDER BY jobs DESC, status

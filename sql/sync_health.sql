@@ -1,5 +1,8 @@
 -- Recent sync runs, newest first: duration, requests, job counts and errors.
--- Parameters: --since/--until filter on the run's start (`archiver runs --limit N` shows the newest N).
+-- Parameters:
+--   since time default 1970-01-01: only runs started at or after this date or time (UTC unless it says)
+--   until time default 9999-12-31T23:59:59: only runs started before this date or time
+--   limit int default 100: at most this many runs, the newest (`archiver runs --limit N`)
 SELECT r.id,
        s.started_utc,
        r.mode,
@@ -14,6 +17,6 @@ SELECT r.id,
        r.error
 FROM sync_runs r
 JOIN sync_run_summary s ON s.id = r.id
-WHERE r.started_at BETWEEN :since AND :until
+WHERE r.started_at >= :since AND r.started_at < :until
 ORDER BY r.id DESC
 LIMIT :limit

@@ -74,6 +74,7 @@ def cli_env(base_url: str, **extra: str) -> dict[str, str]:
         PORTKEY_API_KEY=AUTH_HEADERS["x-portkey-api-key"],
         PORTKEY_VIRTUAL_KEY=AUTH_HEADERS["x-portkey-virtual-key"],
         PYTHONWARNINGS="error",
+        ARCHIVER_TIMESTAMPS="never",  # stderr is a pipe here; tests of the stamps set it back to auto
     )
     env.update(extra)
     return env

@@ -1,7 +1,14 @@
 """The installed command end to end: a real HTTP server on 127.0.0.1, real databases, subprocesses."""
 
+import contextlib
 import json
+import os
+import pty
 import re
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -9,9 +16,13 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from archiver import db
-from archiver.cli import cli
+from archiver.cli import cli, human
+from archiver.errors import ApiError
+from archiver.ledger import start_run
+from archiver.sync import sync
 from tests.conftest import assert_archive_equals, cli_env, count_rows, run_cli
-from tests.fake_api import API_KEY, VIRTUAL_KEY, FakeApi, make_jobs
+from tests.fake_api import API_KEY, FAULTS, VIRTUAL_KEY, FakeApi, make_jobs
+from tests.test_sync import api_for
 
 
 def test_sync_2500_jobs_equals_what_was_served_and_resync_writes_nothing(
@@ -32,8 +43,9 @@ def test_sync_2500_jobs_equals_what_was_served_and_resync_writes_nothing(
     assert "Migrated the archive's schema from empty to" in first.stderr
     assert re.search(
         r"Synced 2,500 jobs \(2,500 new, 0 changed, 0 unchanged\) in 25 pages, 25 requests, "
-        r"into \S+ in [\d.]+s",
+        r"into \S+ in (\d+ ms|[\d.]+ s)$",
         first.stderr,
+        re.M,
     )
     engine = db.make_engine(db.parse_url(db_url))
     assert_archive_equals(engine, fake.jobs)
@@ -66,8 +78,8 @@ def test_missing_routing_exits_2_before_any_request(
     result = run_cli("sync", env=env)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "archiver: error: no Portkey routing configured: set PORTKEY_VIRTUAL_KEY "
-        "(or PORTKEY_PROVIDER_VIRTUAL_KEY), PORTKEY_PROVIDER or PORTKEY_CONFIG"
+        "archiver: error: Portkey is not configured: set one of PORTKEY_VIRTUAL_KEY "
+        "(or PORTKEY_PROVIDER_VIRTUAL_KEY), PORTKEY_PROVIDER or PORTKEY_CONFIG (see archiver sync --help)"
     ]
     assert fake.requests == []
 
@@ -178,7 +190,7 @@ def test_runs_and_status(db_url: str, fake: FakeApi, base_url: str) -> None:
     assert run_cli("runs", env=env).returncode == 2
     assert run_cli("db", "upgrade", env=env).returncode == 0
     never = run_cli("status", env=env)
-    assert (never.returncode, never.stdout) == (1, "never synced successfully\n")
+    assert (never.returncode, never.stdout) == (1, "STALE: never synced successfully\n")
     assert run_cli("sync", env=env).returncode == 0
     fake.outage_after = 0
     assert run_cli("sync", "--max-retries=0", env=env).returncode == 1
@@ -210,12 +222,259 @@ def test_runs_and_status(db_url: str, fake: FakeApi, base_url: str) -> None:
     assert len(run_cli("runs", "--limit=1", env=env).stdout.splitlines()) == 3
     failed = run_cli("status", "--max-age", "2h", env=env)
     assert failed.returncode == 1
-    assert failed.stdout.splitlines()[0].startswith("last successful sync: run 1 at ")
-    assert failed.stdout.splitlines()[1].startswith("last run 2 failed: GET ")
+    verdict, success = failed.stdout.splitlines()
+    assert re.match(
+        r"FAILED: last run 2 failed [\d.]+ m?s ago: GET http://127.0.0.1:\d+/v1/fine_tuning/jobs: ", verdict
+    )
+    assert re.match(r"last successful sync [\d.]+ m?s ago \(max age 2 h\): run 1 at ", success)
     fake.outage_after = None
     assert run_cli("sync", env=env).returncode == 0
     assert run_cli("status", "--max-age", "2h", env=env).returncode == 0
     stale = run_cli("status", "--max-age", "0s", env=env)
     assert stale.returncode == 1
+    assert re.fullmatch(
+        r"STALE: last successful sync \S+ m?s ago \(max age 0 ms\): run 3 at \S+ \S+Z\n", stale.stdout
+    )
     bad = run_cli("status", "--max-age", "soon", env=env)
     assert bad.returncode == 2
+    assert "Invalid value for '--max-age'" in bad.stderr and "'soon' is not an age" in bad.stderr
+
+
+def test_summary_counts_in_words_and_times_in_human_units(db_url: str, fake: FakeApi, base_url: str) -> None:
+    fake.jobs = make_jobs(1)
+    result = run_cli("sync", env=cli_env(base_url, ARCHIVER_DATABASE_URL=db_url))
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(
+        r"Synced 1 job \(1 new, 0 changed, 0 unchanged\) in 1 page, 1 request, into \S+ in \d{1,3} ms\n",
+        result.stderr.splitlines(keepends=True)[-1],
+    ), result.stderr
+    assert [human(s) for s in (0.085, 0.9996, 1, 12.34, 59.96, 270, 11520, 7200, 129600)] == [
+        "85 ms",
+        "1 s",
+        "1 s",
+        "12.3 s",
+        "1 min",
+        "4.5 min",
+        "3.2 h",
+        "2 h",
+        "1.5 d",
+    ]
+
+
+def test_runs_limit_too_large_is_a_usage_error_naming_the_option(db_url: str) -> None:
+    env = cli_env("http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=db_url)
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    result = run_cli("runs", "--limit", "99999999999999999999", env=env)
+    assert result.returncode == 2, result.stderr
+    assert "Invalid value for '--limit'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_status_says_ok_stale_or_failed_and_why_in_human_units(engine: sa.Engine, fake: FakeApi) -> None:
+    fake.jobs = make_jobs(3)
+    sync(api_for(fake), engine)
+    now = time.time()
+    with engine.begin() as conn:  # the run ended 3.2 hours ago
+        conn.execute(
+            sa.text("UPDATE sync_runs SET started_at = :t - 60, finished_at = :t"), {"t": now - 11520}
+        )
+    env = cli_env(
+        "http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=engine.url.render_as_string(hide_password=False)
+    )
+    stale = run_cli("status", "--max-age", "2h", env=env)
+    at = datetime.fromtimestamp(now - 11520, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    assert (stale.returncode, stale.stdout) == (
+        1,
+        f"STALE: last successful sync 3.2 h ago (max age 2 h): run 1 at {at}\n",
+    )
+    ok = run_cli("status", "--max-age", "1d", env=env)
+    assert (ok.returncode, ok.stdout) == (
+        0,
+        f"OK: last successful sync 3.2 h ago (max age 1 d): run 1 at {at}\n",
+    )
+    fake.outage_after = 0
+    with pytest.raises(ApiError):
+        sync(api_for(fake, max_retries=0), engine)
+    failed = run_cli("status", env=env)
+    assert failed.returncode == 1
+    assert re.fullmatch(
+        r"FAILED: last run 2 failed [\d.]+ m?s ago: GET http://fake.test/v1/fine_tuning/jobs: HTTP 503.*\n"
+        rf"last successful sync 3.2 h ago: run 1 at {at}\n",
+        failed.stdout,
+    )
+    with engine.begin() as conn:  # a run left marked running, with no sync holding the lock: killed
+        run_id = start_run(conn, "incremental", "http://fake.test/v1", now - 600)
+    killed = run_cli("status", env=env)
+    assert killed.returncode == 1
+    assert re.fullmatch(
+        rf"FAILED: last run {run_id} started 10(\.\d)? min ago and is marked running, "
+        "but no sync holds the lock: it was killed",
+        killed.stdout.splitlines()[0],
+    )
+
+
+@pytest.mark.parametrize(
+    ("virtual_key", "missing"),
+    [
+        ("", "PORTKEY_API_KEY and one of PORTKEY_VIRTUAL_KEY (or PORTKEY_PROVIDER_VIRTUAL_KEY), "),
+        (VIRTUAL_KEY, "PORTKEY_API_KEY (see archiver sync --help)"),
+    ],
+)
+def test_missing_api_key_is_named_before_any_file_is_created(
+    tmp_path: Path, virtual_key: str, missing: str
+) -> None:
+    env = cli_env("", PORTKEY_API_KEY="", PORTKEY_VIRTUAL_KEY=virtual_key, ARCHIVER_MAX_RETRIES="0")
+    del env["PORTKEY_BASE_URL"]  # Portkey's hosted API, which needs the key
+    result = run_cli("sync", "--timeout=2", env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"archiver: error: Portkey is not configured: set {missing}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_web_page_at_the_base_url_fails_at_once(db_url: str, fake: FakeApi, base_url: str) -> None:
+    fake.jobs = make_jobs(3)
+    fake.faults.extend(FAULTS["html200"]() for _ in range(10))
+    started = time.monotonic()
+    result = run_cli("sync", env=cli_env(base_url, ARCHIVER_DATABASE_URL=db_url))
+    assert time.monotonic() - started < 8  # 5 retries with backoff took 10 s or more
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"archiver: error: GET {base_url}/fine_tuning/jobs: this is not the Portkey API (got text/html); "
+        "check PORTKEY_BASE_URL"
+    )
+    assert len(fake.requests) == 1
+
+
+STAMPED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (.*)")
+
+
+def test_stderr_lines_carry_a_utc_timestamp_unless_stderr_is_a_terminal(
+    tmp_path: Path, fake: FakeApi, base_url: str
+) -> None:
+    fake.jobs = make_jobs(3)
+    fake.faults.append(FAULTS["503"]())
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=str(tmp_path / "a.db"))
+    del env["ARCHIVER_TIMESTAMPS"]  # the default: auto
+    before = datetime.now(UTC).replace(microsecond=0)
+    result = run_cli("sync", "--retry-backoff=0", env=env)
+    assert result.returncode == 0, result.stderr
+    lines = [STAMPED.fullmatch(line) for line in result.stderr.splitlines()]
+    assert all(lines), result.stderr
+    assert [m[1].split(":")[0] for m in lines if m] == [
+        "Migrated the archive's schema from empty to " + db.head(),
+        "WARNING archiver.client",
+        "Synced 3 jobs (3 new, 0 changed, 0 unchanged) in 1 page, 2 requests, into sqlite",
+    ]
+    stamps = [
+        datetime.strptime(line[:20], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        for line in result.stderr.splitlines()
+    ]
+    assert all(before <= s <= datetime.now(UTC) for s in stamps)
+
+    primary, secondary = pty.openpty()  # stderr a terminal: no timestamp
+    with subprocess.Popen(
+        [sys.executable, "-m", "archiver", "status", "--db", str(tmp_path / "none.db")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+    ) as proc:
+        os.close(secondary)
+        assert proc.wait(timeout=60) == 2
+    seen = b""
+    with contextlib.suppress(OSError):  # EIO once everything the child wrote has been read
+        while chunk := os.read(primary, 1024):
+            seen += chunk
+    os.close(primary)
+    assert seen.decode().startswith("archiver: error: no archive at ")
+
+
+@pytest.mark.parametrize("where", [("-q", "sync"), ("sync", "--quiet")])
+def test_quiet_prints_nothing_on_success_but_still_warnings_and_errors(
+    db_url: str, fake: FakeApi, base_url: str, where: tuple[str, ...]
+) -> None:
+    fake.jobs = make_jobs(3)
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
+    quiet = run_cli(*where, env=env)
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+    fake.faults.append(FAULTS["503"]())
+    warned = run_cli(*where, "--retry-backoff=0", env=env)
+    assert warned.returncode == 0
+    [warning] = warned.stderr.splitlines()
+    assert warning.startswith("WARNING archiver.client: GET ") and "retrying" in warning
+    fake.outage_after = 0
+    failed = run_cli(*where, "--max-retries=0", env=env)
+    assert failed.returncode == 1
+    assert failed.stderr.startswith("archiver: error: GET ")
+    assert run_cli("-q", "db", "upgrade", env=env).stderr == ""
+
+
+def test_sync_json_reports_failures_too(db_url: str, fake: FakeApi, base_url: str) -> None:
+    fake.jobs = make_jobs(3)
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
+    ok = run_cli("sync", "--json", env=env)
+    assert {k: v for k, v in json.loads(ok.stdout).items() if k != "seconds"} == {
+        "status": "succeeded",
+        "error": None,
+        "exit_code": 0,
+        "run_id": 1,
+        "mode": "incremental",
+        "pages": 1,
+        "requests": 1,
+        "jobs_seen": 3,
+        "jobs_inserted": 3,
+        "jobs_updated": 0,
+        "jobs_unchanged": 0,
+        "jobs_rejected": 0,
+        "database": json.loads(ok.stdout)["database"],
+    }
+    fake.outage_after = 0
+    failed = run_cli("sync", "--json", "--max-retries=0", env=env)
+    assert failed.returncode == 1
+    summary = json.loads(failed.stdout)
+    assert summary["error"].startswith("GET http://127.0.0.1:") and "HTTP 503" in summary["error"]
+    assert {k: v for k, v in summary.items() if k not in ("error", "database")} == {
+        "status": "failed",
+        "exit_code": 1,
+        "run_id": 2,
+        "mode": "incremental",
+        "pages": 0,
+        "requests": 1,
+        "jobs_seen": 0,
+        "jobs_inserted": 0,
+        "jobs_updated": 0,
+        "jobs_unchanged": 0,
+        "jobs_rejected": 0,
+    }
+    unconfigured = run_cli("sync", "--json", env={**env, "PORTKEY_VIRTUAL_KEY": ""})
+    assert unconfigured.returncode == 2
+    assert json.loads(unconfigured.stdout) == {
+        "status": "failed",
+        "error": unconfigured.stderr.removeprefix("archiver: error: ").strip(),
+        "exit_code": 2,
+    }
+
+
+def test_verbosity_works_after_the_subcommand(tmp_path: Path, fake: FakeApi, base_url: str) -> None:
+    fake.jobs = make_jobs(3)
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=str(tmp_path / "a.db"))
+    info = run_cli("sync", "-v", env=env)
+    assert "INFO httpx: HTTP Request: GET " in info.stderr and "DEBUG" not in info.stderr
+    debug = run_cli("sync", "-vv", env=env)
+    assert "DEBUG " in debug.stderr
+    both = run_cli("-v", "sync", "-v", env=env)
+    assert "DEBUG " in both.stderr
+
+
+def test_sync_json_with_rejected_items_says_exit_3(db_url: str, fake: FakeApi, base_url: str) -> None:
+    fake.jobs = [*make_jobs(3), "not a job"]
+    result = run_cli("sync", "--json", env=cli_env(base_url, ARCHIVER_DATABASE_URL=db_url))
+    assert result.returncode == 3
+    summary = json.loads(result.stdout)
+    assert {k: summary[k] for k in ("status", "error", "exit_code", "jobs_seen", "jobs_rejected")} == {
+        "status": "succeeded",
+        "error": "1 list item was not a job; it is kept in rejected_items",
+        "exit_code": 3,
+        "jobs_seen": 3,
+        "jobs_rejected": 1,
+    }

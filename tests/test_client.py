@@ -65,12 +65,23 @@ def test_backoff_without_a_header_is_full_jitter_doubling() -> None:
     assert all(0 <= d <= 0.5 * 2**n for n, d in enumerate(slept)) and len(slept) == 4
 
 
-@pytest.mark.parametrize("kind", ["500", "502", "503", "504", "429", "html200", "drop", "truncate", "slow"])
+@pytest.mark.parametrize("kind", ["500", "502", "503", "504", "429", "drop", "truncate", "slow"])
 def test_transient_faults_are_retried(kind: str) -> None:
     fake = FakeApi(make_jobs(3))
     fake.faults.extend([FAULTS[kind](), FAULTS[kind]()])
     page, slept, requests = one_page(fake)
     assert (len(page.items), len(slept), requests) == (3, 2, 3)
+
+
+def test_a_web_page_with_200_is_not_the_api_and_is_not_retried() -> None:
+    fake = FakeApi(make_jobs(3))
+    fake.faults.append(FAULTS["html200"]())
+    api, slept = client(fake)
+    with pytest.raises(
+        ConfigError, match=r"this is not the Portkey API \(got text/html\); check PORTKEY_BASE_URL"
+    ):
+        fetch_page(api, 10, None)
+    assert (api.requests, slept) == (1, [])
 
 
 def test_attempts_are_bounded() -> None:

@@ -20,7 +20,7 @@ def test_sync_under_25_percent_faults_of_five_kinds_is_exact(
     db_url: str, fake: FakeApi, base_url: str
 ) -> None:
     fake.jobs = make_jobs(1200, seed=40)
-    fake.fault_rate, fake.fault_kinds = 0.25, ("503", "429", "drop", "truncate", "html200")
+    fake.fault_rate, fake.fault_kinds = 0.25, ("503", "429", "drop", "truncate", "502")
     fake.rng = random.Random(40)
     env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
     result = run_cli("sync", "--limit=20", "--retry-backoff=0.01", env=env)

@@ -4,6 +4,8 @@ import csv
 import io
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -357,3 +359,152 @@ def test_readme_queries_run(archive: sa.Engine) -> None:
                 conn, "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
             )
             assert columns, sql
+
+
+def test_in_flight_status_seen_since_is_the_start_of_the_current_stretch(engine: sa.Engine) -> None:
+    """running -> paused -> running (-> running with another change): since the second `running`."""
+    base = job("b1", 40, "running", estimated_finish=int(T0 + 41 * DAY))
+    versions = [
+        base,
+        {**base, "status": "paused"},
+        {**base, "status": "running"},
+        {**base, "status": "running", "estimated_finish": int(T0 + 42 * DAY)},
+    ]
+    fake = FakeApi()
+    for version in versions:
+        fake.jobs = [version]
+        sync(api_for(fake), engine)
+    with engine.begin() as conn:  # run n observed at day 40 + n
+        conn.execute(
+            sa.text("UPDATE job_history SET observed_at = :t0 + (40 + sync_run_id) * 86400"), {"t0": T0}
+        )
+        conn.execute(sa.text("UPDATE sync_runs SET started_at = :t0 + (40 + id) * 86400"), {"t0": T0})
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM job_history")).scalar() == 4
+        _, rows = reports.run_report(conn, "in_flight", {**ALL, "now": T0 + 45 * DAY})
+    assert rows == [
+        (
+            "ftjob-b1",
+            "running",
+            "gpt-4o-mini",
+            "2026-02-10 00:00:00",
+            120,
+            "2026-02-13 00:00:00",
+            "2026-02-12 00:00:00",
+        )
+    ]
+
+
+def test_tables_escape_control_characters_and_count_display_cells() -> None:
+    columns = ["name", "n"]
+    rows = [
+        ("a\nb\r\tc", 1),
+        ("\x1b[2Jesc\x85\u2028\u2029\x7f", 2.0 / 3),
+        ("日本語", 10),
+        ("🚀x", None),
+        ("e\u0301", 12.5),
+    ]
+    assert reports.render(columns, rows, "table").splitlines() == [
+        "name                            n",
+        "------------------------------  -----",
+        "a\\nb\\r\\tc                       1",
+        "\\x1b[2Jesc\\x85\\u2028\\u2029\\x7f  0.667",
+        "日本語                          10",
+        "🚀x",
+        "e\u0301                               12.5",
+    ]
+    assert reports.render(columns, rows[:1], "markdown").splitlines() == [
+        "| name | n |",
+        "| --- | --- |",
+        "| a\\nb\\r\\tc | 1 |",
+    ]
+    assert list(csv.reader(io.StringIO(reports.render(columns, rows, "csv"), newline=""))) == [
+        columns,
+        *[[v, "" if n is None else repr(n)] for v, n in rows],
+    ]
+    assert [tuple(r.values()) for r in json.loads(reports.render(columns, rows, "json"))] == rows
+
+
+HOSTILE = ["日本語\nline two", "🚀 done\r\tx\u2028y"]
+
+
+def test_report_output_stays_a_table_on_both_backends(engine: sa.Engine) -> None:
+    served = [
+        done(str(i), 10 + i, 100, 1000, user_provided_suffix=suffix) for i, suffix in enumerate(HOSTILE)
+    ]
+    sync(api_for(FakeApi(served[::-1])), engine)
+    env = cli_env("http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=archive_url(engine))
+    out = {f: run_cli("report", "fine_tuned_models", f"--format={f}", env=env) for f in reports.FORMATS}
+    assert all(r.returncode == 0 for r in out.values()), [r.stderr for r in out.values()]
+    table = out["table"].stdout.splitlines()
+    assert [line.split("  ")[0] for line in table] == [
+        "fine_tuned_model",
+        "-" * 23,
+        "ft:gpt-4o-mini:org-1::1",
+        "ft:gpt-4o-mini:org-1::0",
+    ]
+    suffix_at = table[0].index("suffix")
+    assert [line[suffix_at:].split("  ")[0] for line in table[2:]] == [
+        "🚀 done\\r\\tx\\u2028y",
+        "日本語\\nline two",
+    ]
+    # the next column starts in the same terminal cell on every line
+    finished = [reports.width(line[: line.index("2026-")]) for line in table[2:]]
+    assert finished == [reports.width(table[0][: table[0].index("finished_utc")])] * 2
+    # byte for byte: text mode would turn the \r into a newline
+    exact = {
+        f: subprocess.run(
+            [sys.executable, "-m", "archiver", "report", "fine_tuned_models", f"--format={f}"],
+            env=env,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+        for f in ("csv", "json")
+    }
+    assert [row[3] for row in csv.reader(io.StringIO(exact["csv"], newline=""))][1:] == HOSTILE[::-1]
+    assert [row["suffix"] for row in json.loads(exact["json"])] == HOSTILE[::-1]
+
+
+def test_every_report_declares_exactly_the_parameters_it_binds() -> None:
+    for name in reports.names():
+        declared = reports.parameters(name)
+        assert {p.name for p in declared} == set(reports.BIND.findall(reports.load(name))), name
+        assert all(p.help and p.type in reports.TYPES for p in declared), name
+    assert [(p.name, p.type, p.default) for p in reports.parameters("sync_health")] == [
+        ("since", "time", "1970-01-01"),
+        ("until", "time", "9999-12-31T23:59:59"),
+        ("limit", "int", "100"),
+    ]
+    assert [p.required for p in reports.parameters("job_timeline")] == [True]
+
+
+def test_report_parameters_have_defaults_and_are_checked_up_front(archive: sa.Engine) -> None:
+    env = cli_env("http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=archive_url(archive))
+    health = run_cli("report", "sync_health", "--format=json", env=env)
+    assert health.returncode == 0, health.stderr
+    assert [r["id"] for r in json.loads(health.stdout)] == [2, 1]
+    one = run_cli("report", "sync_health", "--param", "limit=1", "--format=json", env=env)
+    assert [r["id"] for r in json.loads(one.stdout)] == [2]
+    since = run_cli("report", "sync_health", "--since", "2026-02-10T13:00", "--format=json", env=env)
+    assert [r["id"] for r in json.loads(since.stdout)] == [2]
+    flight = run_cli("report", "in_flight", "--param", "now=2026-02-12", "--format=json", env=env)
+    assert [(r["id"], r["hours_since_created"]) for r in json.loads(flight.stdout)] == [("ftjob-a1", 48)]
+    cases = {
+        ("sync_health", "--param", "limit=abc"): "parameter limit: 'abc' is not a whole number (0 or more)",
+        ("sync_health", "--param", "limit=-1"): "parameter limit: '-1' is not a whole number (0 or more)",
+        ("sync_health", "--param", f"limit={10**20}"): "parameter limit: 100000000000000000000 is too large",
+        ("in_flight", "--param", "now=yesterday"): "parameter now: 'yesterday' is not a date like 2026-01-31",
+        ("job_timeline",): "report job_timeline needs --param job_id=...: the job's id",
+        ("job_timeline", "--param", "job_id=x", "--since", "2026-01-01"): "takes no parameter since",
+    }
+    for args, message in cases.items():
+        result = run_cli("report", *args, env=env)
+        assert result.returncode == 2, (args, result.stderr)
+        [line] = result.stderr.splitlines()
+        assert line.startswith("archiver: error: ") and message in line, (args, line)
+    listing = run_cli("report", "--format=json", env=env)
+    rows = {r["report"]: r["parameters"] for r in json.loads(listing.stdout)}
+    assert rows["job_timeline"] == "job_id (required)"
+    assert rows["sync_health"] == "[since] [until] [limit=100]"
+    assert rows["in_flight"] == "[now]"
+    assert rows["status_overview"] == "[since] [until]"
