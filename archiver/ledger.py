@@ -1,5 +1,6 @@
 """What the archive knows about its runs and its coverage: run records, open gaps, jobs in flight."""
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -104,3 +105,20 @@ def mark_vanished(conn: Connection, ids: list[str], now: float) -> None:
 def listed_ids(conn: Connection) -> Iterator[str]:
     """Every archived job not marked vanished."""
     yield from conn.execute(select(jobs.c.id).where(jobs.c.vanished_at.is_(None))).scalars()
+
+
+def coverage(conn: Connection) -> list[str]:
+    """One line per open gap, for `archiver status`: what the next sync walks, or cannot reach."""
+    lines = []
+    for gap in load_gaps(conn):
+        where = f"after job {gap.after_id}" if gap.after_id else "from the head"
+        if gap.blocked_reason:
+            when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(gap.blocked_at or 0))
+            lines.append(
+                f"coverage: partial: the history {where} is unreachable through this route: "
+                f"{gap.blocked_reason} (last refused {when}; asked again a day later)"
+            )
+        else:
+            end = f"up to job {gap.until_id}" if gap.until_id else "to the end of the history"
+            lines.append(f"coverage: a run was cut off; the next sync walks the jobs {where} {end}")
+    return lines

@@ -64,6 +64,7 @@ class SyncResult:
     rejected: int = 0
     vanished: int = 0
     partial: str | None = None  # why part of the history is unreachable through this route
+    migrated_from: str | None = None  # the schema revision before this run migrated it, if it did
     started: float = field(default_factory=time.monotonic)
 
     @property

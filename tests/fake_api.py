@@ -1,326 +1,43 @@
-"""A fake of Portkey's fine-tuning jobs API: real paging, header checks, faults, a request log.
+"""The fake API and the history generator the tests share with `archiver demo` (one source)."""
 
-The same fake answers an httpx.MockTransport (client and sync tests) and a real HTTP server on
-127.0.0.1 (CLI and end-to-end tests), so both see identical behaviour.
-"""
+from archiver.fake import (  # the names the tests use, for readers and linters
+    API_KEY,
+    AUTH_HEADERS,
+    FAULTS,
+    HOSTILE,
+    IN_FLIGHT,
+    VIRTUAL_KEY,
+    FakeApi,
+    Handler,
+    Reply,
+    Seen,
+    Server,
+    add_new_jobs,
+    error_reply,
+    finish_job,
+    json_reply,
+    make_job,
+    make_jobs,
+    serve,
+)
 
-import json
-import random
-import ssl
-import threading
-import time
-from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
-
-import httpx
-
-API_KEY = "pk-test-key-3f9a"
-VIRTUAL_KEY = "vk-test-openai-77c1"
-AUTH_HEADERS = {"x-portkey-api-key": API_KEY, "x-portkey-virtual-key": VIRTUAL_KEY}
-
-
-@dataclass
-class Reply:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    action: str | None = None  # "drop" the connection, "truncate" the body, "slow" past the timeout
-
-
-def json_reply(status: int, obj: Any, **headers: str) -> Reply:
-    return Reply(status, json.dumps(obj).encode(), {"content-type": "application/json", **headers})
-
-
-def error_reply(status: int, message: str, **headers: str) -> Reply:
-    return json_reply(status, {"error": {"message": message, "type": "invalid_request_error"}}, **headers)
-
-
-HTML = b"<html><body><h1>502 Bad Gateway</h1><p>cloudflare</p></body></html>"
-FAULTS = {
-    "500": lambda: error_reply(500, "Internal server error"),
-    "502": lambda: Reply(502, HTML, {"content-type": "text/html"}),
-    "503": lambda: error_reply(503, "Service Unavailable"),
-    "504": lambda: error_reply(504, "Gateway timeout"),
-    "429": lambda: error_reply(429, "Rate limit reached", **{"retry-after": "0"}),
-    "html200": lambda: Reply(200, HTML, {"content-type": "text/html"}),
-    "drop": lambda: Reply(200, action="drop"),
-    "truncate": lambda: Reply(
-        200,
-        b'{"object": "list", "data": [], "has_more": false}',
-        {"content-type": "application/json"},
-        "truncate",
-    ),
-    "slow": lambda: Reply(200, b"{}", {"content-type": "application/json"}, "slow"),
-}
-
-
-@dataclass
-class Seen:
-    path: str
-    params: dict[str, str]
-    headers: dict[str, str]
-
-
-class FakeApi:
-    """Jobs newest first, as the real API lists them; `faults` are consumed one per request."""
-
-    def __init__(self, jobs: list[dict[str, Any]] | None = None, *, max_limit: int | None = None) -> None:
-        self.jobs = list(jobs or [])
-        self.max_limit = max_limit  # servers may clamp the page size
-        self.required = dict(AUTH_HEADERS)
-        self.faults: deque[Reply | None] = deque()  # None: answer normally
-        self.delay = 0.0  # added to every list page
-        self.outage_after: int | None = None  # list pages served before every request gets 503
-        self.pages_served = 0
-        self.slow_seconds = 2.0
-        self.requests: list[Seen] = []
-        self.lock = threading.Lock()
-        self.fault_rate = 0.0  # chance that a request gets one of `fault_kinds`
-        self.fault_kinds: tuple[str, ...] = tuple(FAULTS)
-        self.rng = random.Random(0)
-        self.injected: list[str] = []
-        self.odd: dict[str, dict[str, Any]] = {}  # id -> fields served wrongly typed over the job's own
-
-    def served(self, job: Any) -> Any:
-        return {**job, **self.odd[job["id"]]} if isinstance(job, dict) and job.get("id") in self.odd else job
-
-    def list_requests(self) -> list[Seen]:
-        return [r for r in self.requests if r.path.endswith("/fine_tuning/jobs")]
-
-    def respond(self, path: str, params: dict[str, str], headers: dict[str, str]) -> Reply:
-        with self.lock:
-            self.requests.append(Seen(path, params, headers))
-            fault = self.faults.popleft() if self.faults else None
-            if fault is None and self.fault_rate and self.rng.random() < self.fault_rate:
-                kind = self.rng.choice(self.fault_kinds)
-                self.injected.append(kind)
-                fault = FAULTS[kind]()
-        if fault is not None:
-            return fault
-        for name, value in self.required.items():
-            if headers.get(name) != value:
-                return error_reply(401, f"Invalid or missing {name}")
-        parts = path.rstrip("/").split("/")
-        if self.outage_after is not None and self.pages_served >= self.outage_after:
-            return error_reply(503, "Service Unavailable")
-        if parts[-2:] == ["fine_tuning", "jobs"]:
-            if self.delay:
-                time.sleep(self.delay)
-            self.pages_served += 1
-            return self.list_page(params)
-        if parts[-3:-1] == ["fine_tuning", "jobs"]:
-            return self.one_job(parts[-1])
-        return error_reply(404, "Not found")
-
-    def list_page(self, params: dict[str, str]) -> Reply:
-        try:
-            limit = int(params.get("limit", 20))
-        except ValueError:
-            return error_reply(400, "limit must be an integer")
-        if self.max_limit:
-            limit = min(limit, self.max_limit)
-        start = 0
-        if "after" in params:
-            ids = [j.get("id") if isinstance(j, dict) else None for j in self.jobs]
-            if params["after"] not in ids:
-                return error_reply(400, f"No fine-tuning job found with id {params['after']}")
-            start = ids.index(params["after"]) + 1
-        data = [self.served(job) for job in self.jobs[start : start + limit]]
-        return json_reply(200, {"object": "list", "data": data, "has_more": start + limit < len(self.jobs)})
-
-    def one_job(self, job_id: str) -> Reply:
-        for job in self.jobs:
-            if isinstance(job, dict) and job.get("id") == job_id:
-                return json_reply(200, self.served(job))
-        return error_reply(404, f"No fine-tuning job found with id {job_id}")
-
-    # httpx.MockTransport handler
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        params = dict(request.url.params)
-        reply = self.respond(request.url.path, params, {k.lower(): v for k, v in request.headers.items()})
-        if reply.action == "drop":
-            raise httpx.RemoteProtocolError(
-                "Server disconnected without sending a response.", request=request
-            )
-        if reply.action == "truncate":
-            raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
-        if reply.action == "slow":
-            raise httpx.ReadTimeout("timed out", request=request)
-        return httpx.Response(reply.status, headers=reply.headers, content=reply.body)
-
-
-class Handler(BaseHTTPRequestHandler):
-    fake: FakeApi
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        params = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        reply = self.server.fake.respond(url.path, params, headers)  # type: ignore[attr-defined]
-        if reply.action == "drop":
-            self.close_connection = True
-            return
-        if reply.action == "slow":
-            time.sleep(self.server.fake.slow_seconds)  # type: ignore[attr-defined]
-        self.send_response(reply.status)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        body = reply.body
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        if reply.action == "truncate":
-            self.wfile.write(body[: len(body) // 2])
-            self.close_connection = True
-            return
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-class Server(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client killed mid-response is what some tests do on purpose
-
-
-@contextmanager
-def serve(fake: FakeApi, tls: ssl.SSLContext | None = None) -> Iterator[str]:
-    """Serve the fake on 127.0.0.1 in a thread; yields the base URL (ending in /v1)."""
-    server = Server(("127.0.0.1", 0), Handler)
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    server.daemon_threads = True
-    server.fake = fake  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-HOSTILE = [
-    'it\'s "quoted"',
-    "'; DROP TABLE jobs;--",
-    "tab\tand\nnewline\r\n",
-    "emoji 🚀🧪",
-    "中文 日本語 한국어",
-    "line\u2028separator",
-    "nul\u0000byte",
+__all__ = [
+    "API_KEY",
+    "AUTH_HEADERS",
+    "FAULTS",
+    "HOSTILE",
+    "IN_FLIGHT",
+    "VIRTUAL_KEY",
+    "FakeApi",
+    "Handler",
+    "Reply",
+    "Seen",
+    "Server",
+    "add_new_jobs",
+    "error_reply",
+    "finish_job",
+    "json_reply",
+    "make_job",
+    "make_jobs",
+    "serve",
 ]
-IN_FLIGHT = ("validating_files", "queued", "running")
-
-
-def make_job(i: int, rng: random.Random, now: int, status: str | None = None) -> dict[str, Any]:
-    """A realistic job; `i` is its age rank (0 = newest)."""
-    created = now - 600 * i - rng.randrange(300)
-    if status is None:
-        status = (
-            rng.choice(IN_FLIGHT)
-            if i < 5
-            else rng.choices(["succeeded", "failed", "cancelled"], weights=[7, 2, 1])[0]
-        )
-    model = rng.choice(["gpt-4o-mini-2024-07-18", "gpt-4.1-nano-2025-04-14", "gpt-3.5-turbo-0125"])
-    job: dict[str, Any] = {
-        "id": f"ftjob-{i:06d}{rng.randrange(16**6):06x}",
-        "object": "fine_tuning.job",
-        "created_at": created,
-        "error": rng.choice([None, {}, {"code": None, "message": None, "param": None}]),
-        "fine_tuned_model": None,
-        "finished_at": None,
-        "hyperparameters": None
-        if i % 7 == 0
-        else {
-            "n_epochs": rng.choice(["auto", 3, 4]),
-            "batch_size": rng.choice(["auto", 8]),
-            "learning_rate_multiplier": rng.choice(["auto", 0.1, 2]),
-        },
-        "model": model,
-        "organization_id": "org-fake",
-        "result_files": [],
-        "seed": rng.randrange(2**31),
-        "status": status,
-        "trained_tokens": None,
-        "training_file": f"file-train{i}",
-        "validation_file": rng.choice([None, f"file-valid{i}"]),
-        "estimated_finish": created + 3600 if status == "running" else None,
-        "integrations": [],
-        "metadata": None,
-        "user_provided_suffix": rng.choice([None, "nightly", HOSTILE[i % len(HOSTILE)]]),
-    }
-    if i % 3 == 0:
-        method = rng.choice(["supervised", "dpo"])
-        hp = {
-            "n_epochs": rng.choice(["auto", 2]),
-            "batch_size": rng.choice(["auto", 16]),
-            "learning_rate_multiplier": rng.choice(["auto", 0.5]),
-        }
-        if method == "dpo":
-            hp["beta"] = 0.1
-        job["method"] = {"type": method, method: {"hyperparameters": hp}}
-    if i % 4 == 0:
-        job["integrations"] = [
-            {
-                "type": "wandb",
-                "wandb": {
-                    "project": rng.choice(["ft-proj", "évals"]),
-                    "name": None if i % 8 else f"run-{i}",
-                    "entity": rng.choice([None, "team-ml"]),
-                    "tags": [f"tag-{k}" for k in range(rng.randrange(4))]
-                    + ([HOSTILE[i % len(HOSTILE)]] if i % 12 == 0 else []),
-                },
-            }
-        ]
-    if i % 5 == 0:
-        job["metadata"] = {"team": "research", "note": HOSTILE[i % len(HOSTILE)]}
-    if i % 6 == 0:
-        job["shared_with_openai"] = False
-        job["usage_metrics"] = None
-    if status in ("succeeded", "failed", "cancelled"):
-        job["finished_at"] = created + 900 + rng.randrange(3000)
-    if status == "succeeded":
-        job["fine_tuned_model"] = f"ft:{model}:org-fake::{i:06d}"
-        job["trained_tokens"] = rng.randrange(10_000, 5_000_000)
-        job["result_files"] = [f"file-result{i}-{k}" for k in range(rng.randrange(1, 3))]
-    if status == "failed":
-        job["error"] = {
-            "code": rng.choice(["invalid_training_file", "server_error"]),
-            "message": rng.choice(["Training file has 3 bad lines", HOSTILE[i % len(HOSTILE)]]),
-            "param": rng.choice([None, "training_file"]),
-        }
-    return job
-
-
-def make_jobs(n: int, seed: int = 0, now: int = 1_790_000_000) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    return [make_job(i, rng, now) for i in range(n)]
-
-
-def add_new_jobs(jobs: list[dict[str, Any]], n: int, rng: random.Random) -> None:
-    """n new jobs at the head, newer than every job there, some still in flight."""
-    newest = max((j["created_at"] for j in jobs), default=1_790_000_000)
-    for k in range(n):
-        status = rng.choice(IN_FLIGHT) if rng.random() < 0.15 else rng.choice(["succeeded", "failed"])
-        job = make_job(0, rng, newest + 600 * (n - k), status=status)
-        job["id"] = f"ftjob-new{rng.randrange(16**12):012x}"
-        jobs.insert(k, job)
-
-
-def finish_job(job: dict[str, Any], status: str = "succeeded") -> None:
-    """Move an in-flight job to a terminal status, filling in what the API fills in."""
-    job.update(status=status, finished_at=job["created_at"] + 1200, estimated_finish=None)
-    if status == "succeeded":
-        job.update(
-            fine_tuned_model=f"ft:{job['model']}:org-fake::{job['id'][-6:]}",
-            trained_tokens=123_456,
-            result_files=[f"file-result-{job['id'][-6:]}"],
-        )
-    elif status == "failed":
-        job["error"] = {"code": "server_error", "message": "The job failed", "param": None}

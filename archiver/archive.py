@@ -1,0 +1,283 @@
+"""Archive: the library facade the command line is a thin layer over (sync, report, query, status)."""
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+
+from archiver import db, ledger, reports
+from archiver.client import Settings, make_api
+from archiver.errors import ConfigError
+from archiver.portkey import Portkey
+from archiver.sync import SyncResult, sync
+
+Rows = list[dict[str, Any]]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Health:
+    """The verdict of `Archive.status`; `ok` is False when `verdict` is STALE or FAILED."""
+
+    verdict: str  # OK, STALE or FAILED
+    lines: list[str]  # the verdict and why, then the last success: what `archiver status` prints
+    last_success: dict[str, Any] | None  # the newest succeeded run (its sync_runs row)
+    coverage: list[str]  # open gaps: what the next sync will walk, or what this route cannot reach
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == "OK"
+
+
+class Archive:
+    """A history of fine-tuning jobs in a SQLite file or a PostgreSQL database.
+
+    Args:
+        database: a SQLAlchemy URL (`sqlite:///...`, `postgresql://user@host/db`) or a SQLite file
+            path. Nothing is opened, created or written until a method needs it; reads open the
+            archive read-only, so a user who may only read it can use every read method.
+
+    Raises:
+        ConfigError: the URL is neither a SQLite path nor a SQLite or PostgreSQL URL.
+
+    Use it as a context manager, or call `close()`, to release the database connections.
+    """
+
+    def __init__(self, database: str | URL = "archive.db") -> None:
+        self.url = db.parse_url(database) if isinstance(database, str) else database
+        self._engines: dict[bool, Engine] = {}
+
+    def __repr__(self) -> str:
+        return f"Archive({db.show_url(self.url)!r})"
+
+    def __enter__(self) -> "Archive":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the database connections (the archive can still be used afterwards)."""
+        for engine in self._engines.values():
+            engine.dispose()
+        self._engines.clear()
+
+    def engine(self, *, write: bool = False) -> Engine:
+        """The SQLAlchemy engine (read-only unless `write`), for queries of your own."""
+        if write not in self._engines:
+            with self._database_errors():
+                self._engines[write] = db.make_engine(self.url, read_only=not write)
+        return self._engines[write]
+
+    @contextmanager
+    def _database_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except DBAPIError as e:
+            raise db.database_error(e, db.show_url(self.url)) from None
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._database_errors(), self.engine().connect() as conn:
+            db.ensure_archive(conn)
+            yield conn
+
+    def read(self, reader: Callable[[Connection], T]) -> T:
+        """Call `reader` with a read-only connection to the archive (ConfigError if it has none)."""
+        with self._read() as conn:
+            return reader(conn)
+
+    def sync(
+        self,
+        route: Portkey,
+        *,
+        full: bool = False,
+        limit: int = 100,
+        migrate: bool = True,
+        timeout: float = 30.0,
+        max_retries: int = 5,
+        retry_after_cap: float = 60.0,
+        retry_backoff: float = 0.5,
+        max_time: float | None = None,
+        on_page: Callable[[SyncResult], None] | None = None,
+        on_migrate: Callable[[str], None] | None = None,
+    ) -> SyncResult:
+        """Copy new and changed jobs (all of them with `full`) into the archive.
+
+        Takes the run lock (one sync per archive at a time), creates or migrates the schema
+        (unless `migrate` is False), walks the API and records the run in `sync_runs`.
+
+        Args:
+            route: where and how to reach the gateway (`Portkey.from_env()` or `Portkey(...)`).
+            full: walk the whole history instead of stopping at known jobs.
+            limit: jobs per page to ask for.
+            migrate: bring an older schema to the current one; False refuses it instead.
+            timeout, max_retries, retry_after_cap, retry_backoff, max_time: the HTTP retry policy
+                (seconds; see the README's "Faults" section). `max_time` bounds the whole run.
+            on_page: called with the running totals after each page (a progress display).
+            on_migrate: called with the old revision, before the walk, if the schema was migrated.
+
+        Returns:
+            the run's SyncResult (counters, `run_id`, `partial` coverage, `migrated_from`).
+
+        Raises:
+            ConfigError: missing or refused settings, or an outdated schema with migrate=False.
+            ApiError: the API failed after retries (pages written before are kept).
+            DatabaseError: the archive is locked, full, read-only or unreachable.
+            TryLater: another sync holds the lock, or the API asked to wait too long.
+        """
+        settings = Settings(
+            base_url=route.base_url,
+            headers=route.headers(),
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_after_cap=retry_after_cap,
+            backoff_base=retry_backoff,
+            max_time=max_time,
+            ca_bundle=route.ca_bundle,
+        )
+        engine = self.engine(write=True)
+        with self._database_errors(), db.run_lock(engine):
+            migrated = db.ensure_schema(engine, migrate=migrate)
+            if migrated and on_migrate:
+                on_migrate(migrated)
+            with make_api(settings) as api:
+                result = sync(
+                    api, engine, full=full, limit=limit, provider=route.provider_name, on_page=on_page
+                )
+        result.migrated_from = migrated
+        return result
+
+    def upgrade(self) -> str | None:
+        """Apply pending schema migrations under the run lock; returns the old revision if it moved.
+
+        Raises DatabaseError or TryLater (a sync is running)."""
+        engine = self.engine(write=True)
+        with self._database_errors(), db.run_lock(engine):
+            return db.ensure_schema(engine, migrate=True)
+
+    def revision(self) -> str | None:
+        """The schema revision of the archive, None if it holds none yet. Raises ConfigError
+        if there is no archive file, DatabaseError if it cannot be read."""
+        with self._database_errors(), self.engine().connect() as conn:
+            return db.current(conn)
+
+    def report_table(self, name: str, **params: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Like `report`, as (column names, row tuples) in the report's order."""
+        values = reports.resolve(name, {k: str(v) for k, v in params.items() if v is not None})
+        with self._read() as conn:
+            return reports.run_report(conn, name, values)
+
+    def report(self, name: str, **params: Any) -> Rows:
+        """Run the named report from sql/ (`reports.names()` lists them) and return its rows.
+
+        Args:
+            name: the report, e.g. "monthly_activity".
+            params: its parameters, e.g. since="2026-01-01" (a date or ISO time, UTC unless it
+                says otherwise), until=..., job_id=...; each has a default unless it is required.
+
+        Raises:
+            ConfigError: an unknown report, a missing or malformed parameter, or no archive yet.
+            DatabaseError: the archive cannot be read.
+        """
+        columns, rows = self.report_table(name, **params)
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    def query_table(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Like `query`, as (column names, row tuples)."""
+        if not sql.strip():
+            raise ConfigError("give one SQL statement")
+        with self._database_errors(), self.engine().connect() as conn:
+            return reports.run_query(conn, sql)
+
+    def query(self, sql: str) -> Rows:
+        """Run one read-only SQL statement; a statement that would write fails and changes nothing.
+
+        Raises ConfigError for an empty, failing or writing statement, DatabaseError if the
+        archive cannot be read."""
+        columns, rows = self.query_table(sql)
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    def last_run(self) -> dict[str, Any] | None:
+        """The newest sync_runs row, whatever its outcome (None before the first sync)."""
+        with self._database_errors(), self.engine().connect() as conn:
+            row = reports.last_run(conn) if db.current(conn) else None
+        return row._asdict() if row else None
+
+    def runs(self, limit: int = 20) -> Rows:
+        """The newest `limit` sync runs, newest first (the `sync_health` report)."""
+        return self.report("sync_health", limit=limit)
+
+    def status(self, max_age: str | float | None = None) -> Health:
+        """Is the archive healthy? FAILED if the last run failed, was interrupted or abandoned, or
+        is marked running while no sync holds the lock; STALE if no sync succeeded (within
+        `max_age`: seconds, or text like "90m", "2h", "1d"); else OK. Coverage the route cannot
+        reach is reported, and is no failure. Raises ConfigError for a malformed max_age or no
+        archive file, DatabaseError if it cannot be read."""
+        limit = parse_age(max_age) if isinstance(max_age, str) else max_age
+        with self._database_errors():
+            engine = self.engine()
+            with engine.connect() as conn:
+                synced = db.current(conn) is not None
+                last = reports.last_run(conn) if synced else None
+                ok = reports.last_run(conn, "succeeded") if synced else None
+                coverage = ledger.coverage(conn) if synced else []
+            killed = last is not None and last.status == "running" and not db.sync_running(engine)
+        lines = verdict(last, ok, limit, time.time(), killed)
+        return Health(lines[0].split(":")[0], lines, ok._asdict() if ok else None, coverage)
+
+
+def verdict(last: Any, ok: Any, max_age: float | None, now: float, killed: bool = False) -> list[str]:
+    """The verdict first (OK, STALE or FAILED) and why; then the last success, if it is not the verdict.
+
+    `killed`: the last run is marked running but no sync holds the lock.
+    """
+    limit = f" (max age {human(max_age)})" if max_age is not None else ""
+    age = 0.0
+    if ok is None:
+        success = "never synced successfully"
+    else:
+        age = now - (ok.finished_at or ok.started_at)
+        success = (
+            f"last successful sync {human(age)} ago{limit}: run {ok.id} at {reports.utc(ok.finished_at)}"
+        )
+    if last is not None and (killed or last.status not in ("succeeded", "running")):
+        if killed:
+            ago = human(now - last.started_at)
+            why = f"started {ago} ago and is marked running, but no sync holds the lock: it was killed"
+        else:
+            ago = human(now - (last.finished_at or last.started_at))
+            why = f"{last.status} {ago} ago: {last.error or 'no error recorded'}"
+        return [f"FAILED: last run {last.id} {why}", success]
+    if ok is None or (max_age is not None and age > max_age):
+        return [f"STALE: {success}"]
+    return [f"OK: {success}"]
+
+
+def parse_age(value: str) -> float:
+    """90, 90s, 30m, 2h, 1d -> seconds; ConfigError naming --max-age otherwise."""
+    match = AGE.fullmatch(value)
+    if not match:
+        raise ConfigError(
+            f"--max-age {value!r} is not an age: use a number with s, m, h or d, e.g. 90m or 2h"
+        )
+    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+
+
+AGE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*")
+
+
+def human(seconds: float) -> str:
+    """A duration in the unit a person reads best: 85 ms, 12.3 s, 4.5 min, 3.2 h, 1.5 d."""
+    if round(seconds * 1000) < 1000:
+        return f"{seconds * 1000:.0f} ms"
+    for size, unit, upto in ((1, "s", 60), (60, "min", 60), (3600, "h", 24)):
+        if round(seconds / size, 1) < upto:
+            return f"{round(seconds / size, 1):g} {unit}"
+    return f"{round(seconds / 86400, 1):g} d"

@@ -1,0 +1,168 @@
+"""The command group: output options, errors turned into one line and an exit code, shared options."""
+
+import signal
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from archiver import __version__, log
+from archiver.archive import Archive
+from archiver.errors import ArchiverError, Interrupted
+from archiver.reports import FORMATS
+
+ENV_HELP = """
+\b
+Portkey settings, read from the environment only (an empty variable counts as unset):
+  PORTKEY_API_KEY               x-portkey-api-key
+  PORTKEY_VIRTUAL_KEY           x-portkey-virtual-key (or PORTKEY_PROVIDER_VIRTUAL_KEY)
+  PORTKEY_PROVIDER              x-portkey-provider, e.g. openai or @provider-slug
+  PORTKEY_PROVIDER_API_KEY      Authorization: Bearer ... (with PORTKEY_PROVIDER)
+  PORTKEY_CONFIG                x-portkey-config (a config id or JSON)
+  PORTKEY_CUSTOM_HOST           x-portkey-custom-host (the provider's base URL; see the README)
+One of PORTKEY_VIRTUAL_KEY, PORTKEY_PROVIDER or PORTKEY_CONFIG is required, and
+PORTKEY_API_KEY is too for Portkey's hosted API (*.portkey.ai).
+
+\b
+Exit codes: 0 ok, 1 failed (archive intact), 2 usage or configuration,
+3 completed with rejected items, 4 database locked/full/read-only,
+75 try later (another sync runs, or the API asked to wait too long),
+130/143 interrupted by SIGINT/SIGTERM.
+"""
+
+
+def meta(key: str, default: Any = None) -> Any:
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(f"archiver.{key}", default) if ctx else default
+
+
+def stamping() -> bool:
+    return log.stamps_on(meta("timestamps", "auto"))
+
+
+def say(message: str) -> None:
+    """A line for the user on stderr, redacted like the logs, timestamped unless on a terminal."""
+    message = log.redact(message)
+    lead = message[: len(message) - len(message.lstrip("\n"))]
+    stamp = datetime.now(UTC).strftime(log.STAMP) if stamping() else ""
+    click.echo(lead + stamp + message.lstrip("\n"), err=True)
+
+
+def note(message: str) -> None:
+    """A line that only says things went well: --quiet drops it (cron mails only trouble)."""
+    if not meta("quiet"):
+        say(message)
+
+
+def exit_code(e: BaseException) -> int:
+    """The one place that maps an error to its exit code (documented in ENV_HELP and the README)."""
+    if isinstance(e, ArchiverError):
+        return e.exit_code
+    if isinstance(e, Interrupted):
+        return 128 + e.signum
+    return 130  # KeyboardInterrupt: SIGINT
+
+
+class Group(click.Group):
+    """Turns ArchiverError into one line and its exit code; bugs keep their traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ArchiverError as e:
+            say(f"archiver: error: {e}")
+            ctx.exit(exit_code(e))
+        except KeyboardInterrupt as e:
+            say("archiver: interrupted by SIGINT")
+            ctx.exit(exit_code(e))
+        except Interrupted as e:
+            say(f"archiver: interrupted by {signal.Signals(e.signum).name}")
+            ctx.exit(exit_code(e))
+
+
+def set_output(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """-v and -q count wherever they are given, before or after the subcommand (`archiver sync -v`)."""
+    if param.name == "verbose":
+        ctx.meta["archiver.verbose"] = ctx.meta.get("archiver.verbose", 0) + value
+    else:
+        ctx.meta["archiver.quiet"] = ctx.meta.get("archiver.quiet", False) or value
+    log.setup(ctx.meta.get("archiver.verbose", 0), stamping)
+
+
+def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        expose_value=False,
+        callback=set_output,
+        help="Print nothing on success; errors and warnings still go to stderr.",
+    )(f)
+    return click.option(
+        "-v",
+        "--verbose",
+        count=True,
+        expose_value=False,
+        callback=set_output,
+        help="-v for INFO logs, -vv for DEBUG, on stderr.",
+    )(f)
+
+
+@click.group(cls=Group, epilog=ENV_HELP)
+@click.version_option(__version__, prog_name="archiver")
+@output_options
+@click.option(
+    "--timestamps",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    envvar="ARCHIVER_TIMESTAMPS",
+    show_envvar=True,
+    show_default=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: ctx.meta.__setitem__("archiver.timestamps", value),
+    help="UTC timestamps on stderr lines; auto: unless stderr is a terminal (never: journald adds its own).",
+)
+def cli() -> None:
+    """Keep a complete, queryable history of fine-tuning jobs from Portkey.
+
+    On stderr, lines carry a UTC timestamp unless stderr is a terminal.
+
+    \b
+    Example:
+      archiver demo      # no keys needed: a generated history, synced twice
+      archiver sync      # with PORTKEY_API_KEY and PORTKEY_VIRTUAL_KEY exported
+    """
+
+
+def db_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--db",
+        "database",
+        default="archive.db",
+        envvar="ARCHIVER_DATABASE_URL",
+        show_envvar=True,
+        show_default=True,
+        help="SQLAlchemy URL (sqlite:///..., postgresql://...) or a SQLite file path.",
+    )(f)
+
+
+def format_option(*extra: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice([*FORMATS, *extra]),
+        default="table",
+        show_default=True,
+        help="table for people; csv, json or markdown for machines"
+        + (", html for a web page." if extra else "."),
+    )
+
+
+def open_archive(database: str) -> Archive:
+    """The archive named by --db; a password in its URL joins the log redaction."""
+    archive = Archive(database)
+    if archive.url.password:
+        log.redact.secrets.add(str(archive.url.password))
+    return archive

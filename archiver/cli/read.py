@@ -1,0 +1,185 @@
+"""Commands that read the archive (runs, status, report, query) and manage its schema (db)."""
+
+from typing import Any
+
+import click
+
+from archiver import reports
+from archiver.archive import parse_age
+from archiver.cli.main import cli, db_option, format_option, note, open_archive, output_options
+from archiver.db import head, show_url
+from archiver.errors import ConfigError
+
+
+def render(columns: list[str], rows: list[tuple[Any, ...]], fmt: str, title: str = "archiver") -> str:
+    if fmt == "html":
+        from archiver.dashboard import render_table
+
+        return render_table(title, columns, rows)
+    return reports.render(columns, rows, fmt)
+
+
+@cli.group("db")
+@output_options
+def db_group() -> None:
+    """Manage the archive's schema."""
+
+
+@db_group.command("upgrade")
+@output_options
+@db_option
+def db_upgrade(database: str) -> None:
+    """Apply pending schema migrations (under the run lock: never beside a sync).
+
+    \b
+    Example:
+      archiver db upgrade --db postgresql://archiver@db.internal/archive
+    """
+    with open_archive(database) as archive:
+        archive.upgrade()
+        note(f"Schema at {archive.revision()} (head) in {show_url(archive.url)}")
+
+
+@db_group.command("current")
+@output_options
+@db_option
+def db_current(database: str) -> None:
+    """Print the schema revision of the archive.
+
+    \b
+    Example:
+      archiver db current --db archive.db
+    """
+    with open_archive(database) as archive:
+        now = archive.revision()
+    click.echo(f"{now or 'empty'}{' (head)' if now == head() else f' (head is {head()})'}")
+
+
+@cli.command("runs")
+@output_options
+@db_option
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(1, reports.MAX_INT),
+    help="How many runs to show.",
+)
+@format_option("html")
+def runs_command(database: str, limit: int, fmt: str) -> None:
+    """List recent sync runs, newest first.
+
+    \b
+    Example:
+      archiver runs --limit 5
+    """
+    with open_archive(database) as archive:
+        columns, rows = archive.report_table("sync_health", limit=limit)
+    click.echo(render(columns, rows, fmt, "sync runs"))
+
+
+class Age(click.ParamType):
+    """A duration like 90m, 2h or 1d (plain numbers are seconds), in seconds."""
+
+    name = "age"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return parse_age(value)
+        except ConfigError:
+            self.fail(f"{value!r} is not an age: use a number with s, m, h or d, e.g. 90m or 2h", param, ctx)
+
+
+@cli.command("status")
+@output_options
+@db_option
+@click.option(
+    "--max-age",
+    type=Age(),
+    default=None,
+    envvar="ARCHIVER_MAX_AGE",
+    show_envvar=True,
+    help="STALE (exit 1) if the last successful sync is older, e.g. 2h, 30m, 1d.",
+)
+def status_command(database: str, max_age: float | None) -> None:
+    """Say OK, STALE or FAILED, and why: the archive's last successful sync and last run.
+
+    Exit 0 when OK; 1 when STALE (never synced, or older than --max-age) or FAILED
+    (the last run failed, was interrupted or abandoned, or was killed while running).
+    Parts of the history the route cannot reach are listed, and are no failure.
+
+    \b
+    Example (for monitoring):
+      archiver status --max-age 2h || echo "archive is stale"
+    """
+    with open_archive(database) as archive:
+        health = archive.status(max_age)
+    click.echo("\n".join([*health.lines, *health.coverage]))
+    if not health.ok:
+        raise click.exceptions.Exit(1)
+
+
+@cli.command("report")
+@output_options
+@click.argument("name", required=False)
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A report parameter; repeatable.")
+@click.option("--since", help="Same as --param since=...: from this date (UTC), e.g. 2026-01-01.")
+@click.option("--until", help="Same as --param until=...: before this date (UTC).")
+@format_option("html")
+@db_option
+def report_command(
+    name: str | None, params: tuple[str, ...], since: str | None, until: str | None, fmt: str, database: str
+) -> None:
+    """Run a named report, or list them all, with their parameters, when no name is given.
+
+    Parameters that are not required have defaults: since and until span all time,
+    now is the current time; a value of the wrong type exits 2 naming the parameter.
+    --format html writes one standalone HTML page.
+
+    \b
+    Examples:
+      archiver report
+      archiver report monthly_activity --since 2026-01-01 --format csv
+      archiver report job_timeline --param job_id=ftjob-abc123
+    """
+    if name is None:
+        listing = [
+            (n, " ".join(p.usage() for p in reports.parameters(n)), reports.describe(n))
+            for n in reports.names()
+        ]
+        click.echo(render(["report", "parameters", "answers"], listing, fmt, "reports"))
+        return
+    given = dict(key_value(p) for p in params)
+    given.update({k: v for k, v in (("since", since), ("until", until)) if v is not None})
+    reports.resolve(name, given)  # a bad name or value fails before the database is opened
+    with open_archive(database) as archive:
+        columns, rows = archive.report_table(name, **given)
+    click.echo(render(columns, rows, fmt, name))
+
+
+def key_value(param: str) -> tuple[str, str]:
+    key, sep, value = param.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"{param!r} is not KEY=VALUE", param_hint="--param")
+    return key, value
+
+
+@cli.command("query")
+@output_options
+@click.argument("sql")
+@format_option("html")
+@db_option
+def query_command(sql: str, fmt: str, database: str) -> None:
+    """Run one read-only SQL statement against the archive.
+
+    \b
+    Example:
+      archiver query "SELECT status, count(*) FROM jobs GROUP BY status" --format csv
+    """
+    if not sql.strip():
+        raise click.BadParameter("give one SQL statement", param_hint="SQL")
+    with open_archive(database) as archive:
+        columns, rows = archive.query_table(sql)
+    click.echo(render(columns, rows, fmt, "query"))

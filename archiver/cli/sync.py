@@ -1,0 +1,201 @@
+"""`archiver sync`: options and environment in, Archive.sync, a summary line (or JSON) out."""
+
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import click
+
+from archiver.archive import Archive, human
+from archiver.cli.main import (
+    ENV_HELP,
+    cli,
+    db_option,
+    exit_code,
+    meta,
+    note,
+    open_archive,
+    output_options,
+)
+from archiver.db import head, show_url
+from archiver.errors import ArchiverError, Interrupted, RejectedItems
+from archiver.portkey import HOSTED, Portkey
+from archiver.sync import SyncResult
+
+
+def setting(flag: str, default: Any, kind: Any, help: str, envvar: str | None = None) -> Any:
+    """A long option with its environment variable (ARCHIVER_<NAME> unless given), both in --help."""
+    envvar = envvar or "ARCHIVER_" + flag.lstrip("-").replace("-", "_").upper()
+    return click.option(
+        flag,
+        default=default,
+        type=kind,
+        envvar=envvar,
+        show_envvar=True,
+        show_default=default is not None,
+        help=help,
+    )
+
+
+@cli.command("sync", epilog=ENV_HELP)
+@db_option
+@setting(
+    "--base-url",
+    HOSTED,
+    str,
+    "The gateway's base URL; self-hosted: http://localhost:8787/v1.",
+    "PORTKEY_BASE_URL",
+)
+@setting(
+    "--limit",
+    100,
+    click.IntRange(1, 10_000),
+    "Jobs per page to ask for (raise it if a provider pages badly).",
+)
+@setting("--timeout", 30.0, click.FloatRange(0.1), "Seconds to wait for a response (connect: at most 5).")
+@setting("--max-retries", 5, click.IntRange(0, 20), "Retries per request: 408/409/429/5xx, network errors.")
+@setting(
+    "--retry-after-cap",
+    60.0,
+    click.FloatRange(0),
+    "Longest Retry-After to honour; a longer one ends the run with exit 75.",
+)
+@setting("--retry-backoff", 0.5, click.FloatRange(0), "First retry waits up to this long; doubles each time.")
+@setting(
+    "--max-time",
+    None,
+    click.FloatRange(1),
+    "Deadline for the whole run, in seconds (checked before each request).",
+)
+@setting("--ca-bundle", None, click.Path(exists=True, dir_okay=False), "PEM file of a private CA to trust.")
+@click.option("--full", is_flag=True, help="Walk the whole history instead of stopping at known jobs.")
+@click.option("--no-migrate", is_flag=True, help="Refuse an outdated schema instead of migrating it.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout, on failure too."
+)
+@output_options
+def sync_command(
+    database: str, base_url: str, ca_bundle: str | None, as_json: bool, no_migrate: bool, **options: Any
+) -> None:
+    """Copy new and changed fine-tuning jobs into the archive (all of them with --full).
+
+    Incremental by default: it stops once it reaches jobs already archived in a final state,
+    after seeing again every job the archive holds in flight. Only one sync runs at a time.
+
+    \b
+    Example:
+      archiver sync --db archive.db      # PORTKEY_* exported beforehand
+    """
+    report: dict[str, Any] = {}  # what --json prints, whatever happens
+    try:
+        route = Portkey.from_env(base_url=base_url, ca_bundle=ca_bundle)  # checked before any file is made
+        archive = open_archive(database)
+        report["database"] = show_url(archive.url)
+        with archive:
+            result = run(archive, route, report, migrate=not no_migrate, **options)
+    except (ArchiverError, Interrupted, KeyboardInterrupt) as e:
+        if as_json:
+            failed = "interrupted" if isinstance(e, Interrupted | KeyboardInterrupt) else "failed"
+            error = str(e) if isinstance(e, ArchiverError) else "interrupted by a signal"
+            click.echo(json.dumps({"status": failed, "error": error, "exit_code": exit_code(e), **report}))
+        raise
+    rejected = None
+    if result.rejected:
+        one = result.rejected == 1
+        rejected = RejectedItems(
+            f"{plural(result.rejected, 'list item')} {'was not a job' if one else 'were not jobs'}; "
+            f"{'it is' if one else 'they are'} kept in rejected_items"
+        )
+    if as_json:
+        done: dict[str, Any] = {"status": "succeeded", "error": str(rejected) if rejected else None}
+        done |= {"exit_code": exit_code(rejected) if rejected else 0, **report}
+        click.echo(json.dumps(done | {"seconds": round(result.elapsed, 3), "partial": result.partial}))
+    if rejected:
+        raise rejected
+
+
+def run(archive: Archive, route: Portkey, report: dict[str, Any], **options: Any) -> SyncResult:
+    """The run itself; `report` gains the run's id, mode and counters once the run has started."""
+    stop_on_signals()
+    on_page = progress() if sys.stderr.isatty() and not meta("quiet") else None
+    try:
+        result = archive.sync(route, on_page=on_page, on_migrate=migrated, **options)
+    except (ArchiverError, Interrupted, KeyboardInterrupt):
+        report.update(recorded_run(archive))
+        raise
+    note(summary(result, report["database"]))
+    report.update(run_id=result.run_id, mode=result.mode, **result.counters())
+    return result
+
+
+def migrated(old: str) -> None:
+    note(f"Migrated the archive's schema from {old} to {head()}")
+
+
+def recorded_run(archive: Archive) -> dict[str, Any]:
+    """The id, mode and counters a failed run recorded, if it got as far as starting."""
+    try:
+        row = archive.last_run()
+    except ArchiverError:  # the archive itself may be what failed
+        return {}
+    if row is None or row["status"] == "succeeded":
+        return {}
+    keys = (
+        "pages",
+        "requests",
+        "jobs_seen",
+        "jobs_inserted",
+        "jobs_updated",
+        "jobs_unchanged",
+        "jobs_rejected",
+    )
+    return {"run_id": row["id"], "mode": row["mode"], **{k: row[k] for k in keys}}
+
+
+def stop_on_signals() -> None:
+    """First SIGTERM/SIGINT: unwind (the page in flight rolls back, the run is recorded); second: exit now."""
+    hit: list[int] = []
+
+    def handler(signum: int, _frame: Any) -> None:
+        if hit:
+            os._exit(128 + signum)
+        hit.append(signum)
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def progress() -> Any:
+    """A line updated in place on a terminal: pages, jobs, new and changed, rate and elapsed time."""
+    started = time.monotonic()
+
+    def show(r: SyncResult) -> None:
+        elapsed = time.monotonic() - started
+        rate = r.seen / elapsed if elapsed > 0 else 0.0
+        click.echo(
+            f"\r\x1b[K{plural(r.pages, 'page')}, {plural(r.seen, 'job')} ({r.inserted:,} new, "
+            f"{r.updated:,} changed), {rate:,.0f} jobs/s, {human(elapsed)}",
+            err=True,
+            nl=False,
+        )
+
+    return show
+
+
+def summary(r: SyncResult, where: str) -> str:
+    end = "\n" if sys.stderr.isatty() and not meta("quiet") else ""
+    rejected = f", {r.rejected:,} rejected" if r.rejected else ""
+    vanished = f", {r.vanished:,} vanished" if r.vanished else ""
+    return (
+        f"{end}Synced {plural(r.seen, 'job')} ({r.inserted:,} new, {r.updated:,} changed, "
+        f"{r.unchanged:,} unchanged{rejected}{vanished}) in {plural(r.pages, 'page')}, "
+        f"{plural(r.requests, 'request')}, into {where} in {human(r.elapsed)}"
+    )
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
