@@ -369,6 +369,9 @@ def parse_age(value: str) -> float:
 def status_command(database: str, max_age: str | None) -> None:
     """Print when the archive was last synced; exit 1 if that is too old or the last run failed.
 
+    A route that cannot page (see the README's Providers) shows `coverage: partial: <why>`;
+    that alone is not a failure.
+
     \b
     Example (for monitoring):
       archiver status --max-age 2h || echo "archive is stale"
@@ -380,6 +383,7 @@ def status_command(database: str, max_age: str | None) -> None:
             last, ok = (
                 (reports.last_run(conn), reports.last_run(conn, "succeeded")) if synced else (None, None)
             )
+            partial = reports.partial_coverage(conn) if synced else []
         left_running = last is not None and last.status == "running" and not db.sync_running(engine)
     if ok is None:
         click.echo("never synced successfully")
@@ -388,6 +392,8 @@ def status_command(database: str, max_age: str | None) -> None:
         click.echo(
             f"last successful sync: run {ok.id} at {reports.utc(ok.finished_at)} ({age / 60:.0f} min ago)"
         )
+    for reason, since in partial:  # not a failure: the route cannot page (README: Providers)
+        click.echo(f"coverage: partial: {reason} (since {reports.utc(since)})")
     if last is not None and last.status not in ("succeeded", "running"):
         click.echo(f"last run {last.id} {last.status}: {last.error}")
     if left_running and last is not None:

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, text
+from sqlalchemy import Connection, Row, func, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
 from archiver.db import resource_path
 from archiver.errors import ConfigError
-from archiver.models import sync_runs
+from archiver.models import sync_gaps, sync_runs
 
 Table = tuple[list[str], list[tuple[Any, ...]]]
 BIND = re.compile(r"(?<![:\w]):(\w+)")
@@ -106,6 +106,17 @@ def last_run(conn: Connection, status: str | None = None) -> Row[Any] | None:
     if status:
         query = query.where(sync_runs.c.status == status)
     return conn.execute(query).first()
+
+
+def partial_coverage(conn: Connection) -> list[tuple[str, float]]:
+    """Why part of the history is unreachable through the route in use, and since when (sync.py's
+    blocked gaps); empty when the archive covers the whole listing or predates sync_gaps."""
+    if not inspect(conn).has_table("sync_gaps"):
+        return []
+    g = sync_gaps.c
+    since = func.min(g.opened_at)
+    query = select(g.blocked_reason, since).where(g.blocked_reason.is_not(None)).group_by(g.blocked_reason)
+    return [(reason, opened) for reason, opened in conn.execute(query.order_by(since))]
 
 
 def utc(seconds: float | None) -> str | None:
