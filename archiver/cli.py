@@ -50,7 +50,8 @@ Portkey settings, read from the environment only (an empty variable counts as un
   PORTKEY_PROVIDER              x-portkey-provider, e.g. openai or @provider-slug
   PORTKEY_PROVIDER_API_KEY      Authorization: Bearer ... (with PORTKEY_PROVIDER)
   PORTKEY_CONFIG                x-portkey-config (a config id or JSON)
-  PORTKEY_CUSTOM_HOST           x-portkey-custom-host (base URL including /v1)
+  PORTKEY_CUSTOM_HOST           x-portkey-custom-host (the provider's base URL;
+                                Vertex: no /v1; see the README's Providers)
 One of PORTKEY_VIRTUAL_KEY, PORTKEY_PROVIDER or PORTKEY_CONFIG is required.
 
 \b

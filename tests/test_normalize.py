@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +183,18 @@ def test_error_shapes(error: Any, expected: dict[str, Any] | None) -> None:
     canon = normalize.job({"id": "job-1", "error": error}, notes)
     assert canon["error"] == (None if expected is None else expected | {"param": None})
     assert notes.counts == {}
+
+
+def test_the_readme_status_table_is_normalize_s_mapping() -> None:
+    """Every name in the README's Providers table classifies as its row says, and the table names
+    every status STATUS_CLASSES knows."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `") and "JOB_STATE_" in line]
+    table = {}
+    for row in rows:
+        cls, *cells = [cell.strip() for cell in row.strip("|").split("|")]
+        for name in re.findall(r"`([^`]+)`", " ".join(cells)):
+            table[name] = cls.strip("`")
+    assert {name: normalize.status_class(name) for name in table} == table
+    keys = {normalize.STATUS_KEY.sub("", n.lower().removeprefix("job_state_")) for n in table}
+    assert keys == set(normalize.STATUS_CLASS)

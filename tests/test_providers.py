@@ -6,9 +6,12 @@ time, numeric strings are integers, statuses fall into status_class, and `provid
 that answered.
 """
 
+import json
 import random
+import re
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +21,7 @@ import sqlalchemy as sa
 from archiver import db, models
 from tests import native_fakes as nf
 from tests.conftest import cli_env, run_cli
-from tests.gateway import Route, RouteFactory
+from tests.gateway import Route, RouteFactory, provider_config
 
 MS_PROVIDERS = ("bedrock", "vertex-ai", "fireworks-ai")  # Azure's times are seconds already
 STATUS_CLASS = {
@@ -58,6 +61,7 @@ COLUMNS = {
     "integrations": ["job_id", "position"],
 }
 DAY = 86400
+README = Path(__file__).parent.parent / "README.md"
 
 
 # -- the expectation: what the archive must hold for jobs the gateway served --
@@ -347,3 +351,17 @@ def test_a_refused_cursor_leaves_the_first_page_kept_fresh(
     [again] = gaps(db_url)
     assert again["blocked_at"] >= started and again["blocked_reason"].startswith(reason)
     assert_archive(db_url, provider, by_id(first) | by_id(now_first) | refreshed)
+
+
+def test_the_readme_configs_are_the_ones_tested() -> None:
+    """The README's PORTKEY_CONFIG examples have exactly the keys these tests route with, and custom
+    hosts of the form the gateway needs (it appends the provider's own path)."""
+    configs = [json.loads(c) for c in re.findall(r"^export PORTKEY_CONFIG='(.+)'$", README.read_text(), re.M)]
+    assert [c["provider"] for c in configs] == ["bedrock", "vertex-ai", "fireworks-ai", "azure-openai"]
+    for config in configs:
+        assert config.keys() == provider_config(config["provider"], "http://127.0.0.1:1").keys()
+    hosts = {c["provider"]: c["custom_host"] for c in configs}
+    assert hosts["bedrock"] == "https://bedrock.us-east-1.amazonaws.com"
+    assert hosts["vertex-ai"] == "https://us-central1-aiplatform.googleapis.com"  # no /v1
+    assert hosts["fireworks-ai"] == "https://api.fireworks.ai/v1/accounts/my-account"
+    assert hosts["azure-openai"] == "https://my-resource.openai.azure.com/openai"
