@@ -24,6 +24,7 @@ class Gap:
     until_created_at: int | None
     blocked_reason: str | None = None
     blocked_at: float | None = None
+    opened_at: float | None = None
 
     def closes_at(self, canon: JSONObj) -> bool:
         if self.until_id is None:
@@ -36,7 +37,9 @@ class Gap:
 
 def load_gaps(conn: Connection) -> list[Gap]:
     g = sync_gaps.c
-    query = select(g.id, g.after_id, g.until_id, g.until_created_at, g.blocked_reason, g.blocked_at)
+    query = select(
+        g.id, g.after_id, g.until_id, g.until_created_at, g.blocked_reason, g.blocked_at, g.opened_at
+    )
     return [Gap(*row) for row in conn.execute(query.order_by(g.id))]
 
 
@@ -108,17 +111,20 @@ def listed_ids(conn: Connection) -> Iterator[str]:
 
 
 def coverage(conn: Connection) -> list[str]:
-    """One line per open gap, for `archiver status`: what the next sync walks, or cannot reach."""
-    lines = []
+    """For `archiver status`: why part of the history is unreachable through this route, and since
+    when (blocked gaps, one line per reason); then the gaps a cut-off run left for the next sync."""
+    lines: list[str] = []
+    blocked: dict[str, float | None] = {}
     for gap in load_gaps(conn):
-        where = f"after job {gap.after_id}" if gap.after_id else "from the head"
         if gap.blocked_reason:
-            when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(gap.blocked_at or 0))
-            lines.append(
-                f"coverage: partial: the history {where} is unreachable through this route: "
-                f"{gap.blocked_reason} (last refused {when}; asked again a day later)"
-            )
+            blocked.setdefault(gap.blocked_reason, gap.opened_at)
         else:
+            where = f"after job {gap.after_id}" if gap.after_id else "from the head"
             end = f"up to job {gap.until_id}" if gap.until_id else "to the end of the history"
             lines.append(f"coverage: a run was cut off; the next sync walks the jobs {where} {end}")
-    return lines
+    since = [f"coverage: partial: {why} (since {utc(opened)})" for why, opened in blocked.items()]
+    return since + lines
+
+
+def utc(seconds: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(seconds or 0))

@@ -252,7 +252,10 @@ def job(raw: JSONObj, notes: Notes, provider: str = "unknown") -> JSONObj:
 
 def error(raw: JSONObj, warn: Warn) -> JSONObj | None:
     """A real error only: the API also sends null, {} and all-null members. An integer code
-    (Vertex: a google.rpc code) becomes its text."""
+    (Vertex: a google.rpc code) becomes its text; a string (Bedrock's single-job GET) is the message."""
+    if type(raw.get("error")) is str:
+        message = text(raw["error"], "error", warn)
+        return {"code": None, "message": message, "param": None} if message else None
     err = member(raw, "error", "error", warn)
     if not err:
         return None

@@ -183,12 +183,14 @@ def walk(run: Run, w: Walk) -> None:
         except ApiError as e:
             if e.status != 400 or (received == 0 and w.after is None):
                 raise
-            if received == 0:  # a stored cursor was refused: its job may be gone; start at the head
+            known = run.blocked or any(g.blocked_reason for g in w.held)  # the route refused cursors before
+            if received == 0 and not known:  # a stored cursor was refused: its job may be gone
                 log.warning("the API refused to resume after %s (%s); walking from the head", w.after, e)
                 w.after, w.started_at_head = None, True
                 pages = iter_pages(run.api, run.limit, None, prefetch=prefetch)
                 continue
-            return end_walk(run, w, f"this provider's pagination does not work through the gateway ({e})")
+            reason = f"this provider's pagination does not work through the gateway ({e})"
+            return end_walk(run, w, reason, refused_now=True)
         received += 1
         counts, jobs = write(run, w, page)
         if not page.has_more:
@@ -199,12 +201,16 @@ def walk(run: Run, w: Walk) -> None:
             return end_walk(run, w, run.blocked)
 
 
-def end_walk(run: Run, w: Walk, blocked: str | None) -> None:
-    """The walk can go no further: the end of the listing, or the route refuses to page (why)."""
-    if blocked and w.held:
+def end_walk(run: Run, w: Walk, blocked: str | None, refused_now: bool = False) -> None:
+    """The walk can go no further: the end of the listing, or the route refuses to page (why).
+    A refusal just received counts for every blocked gap: each waits another day to be retried."""
+    if blocked and (w.held or refused_now):
         now = time.time()
+        again = [g for g in run.gaps if g.blocked_at is not None and g not in w.held] if refused_now else []
+        for gap in again:
+            gap.blocked_at = now
         with run.engine.begin() as conn:
-            for gap in mark_blocked(run, w, blocked):
+            for gap in mark_blocked(run, w, blocked) + again:
                 ledger.save_gap(conn, gap, run.result.run_id, now)
     if w.kind == "head":
         settle(run, None, may_page=False)
