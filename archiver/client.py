@@ -153,7 +153,11 @@ def fetch_page(api: Api, limit: int, after: str | None) -> Page:
             "(expected object 'list', data a list, has_more a boolean)"
         )
     if has_more is None:  # Bedrock through the gateway: every request returns the first page
-        return Page(data, False, after, provider, truncated=len(data) >= limit)
+        # More may exist when the page is full, or when last_id is not the last job's id: it is then
+        # Bedrock's nextToken, sent while more jobs exist, whatever page size the gateway dropped.
+        token = body.get("last_id")
+        more = len(data) >= limit or (token is not None and token != Page(data, False, after).last_id)
+        return Page(data, False, after, provider, truncated=more)
     return Page(data, has_more, after, provider)
 
 

@@ -179,15 +179,24 @@ def test_an_envelope_that_is_not_a_job_list_is_refused(body: dict[str, Any]) -> 
 def test_a_page_without_has_more_is_the_last_and_a_full_one_is_marked_truncated(
     jobs: int, truncated: bool
 ) -> None:
-    """Bedrock through the gateway: no has_more, the provider's first page whatever is asked."""
+    """Bedrock through the gateway: no has_more, the provider's first page whatever is asked; last_id
+    (Bedrock's nextToken) only while more jobs exist."""
     fake = FakeApi()
     data = make_jobs(jobs)
-    fake.faults.append(
-        json_reply(200, {"object": "list", "data": data, "total_count": jobs, "last_id": "tok"})
-    )
+    more = {"last_id": "tok"} if truncated else {}
+    fake.faults.append(json_reply(200, {"object": "list", "data": data, "total_count": jobs} | more))
     api, _ = client(fake)
     page = fetch_page(api, 10, None)
     assert (page.items, page.has_more, page.truncated) == (data, False, truncated)
+
+
+def test_a_page_without_has_more_but_with_a_next_token_is_truncated_whatever_its_size() -> None:
+    """--limit above Bedrock's page size: 9 jobs asked 10, and Bedrock's nextToken says more exist."""
+    fake = FakeApi()
+    data = make_jobs(9)
+    fake.faults.append(json_reply(200, {"object": "list", "data": data, "total_count": 9, "last_id": "tok"}))
+    api, _ = client(fake)
+    assert fetch_page(api, 10, None).truncated
 
 
 def test_pages_larger_than_limit_are_taken_whole() -> None:

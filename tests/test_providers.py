@@ -248,18 +248,7 @@ def test_a_route_that_pages_archives_every_job(
     assert gaps(db_url) == []
 
 
-LIMIT_ABOVE_BEDROCKS_PAGE = pytest.param(
-    "500",
-    marks=pytest.mark.xfail(
-        strict=True,
-        reason="a 100-job page under --limit 500 is taken for the last one; the gateway's last_id "
-        "(Bedrock's nextToken, sent only while more exist) would tell, but tests/test_client.py's "
-        "fixture sends last_id on a last page (fix on branch providers-bedrock-limit)",
-    ),
-)
-
-
-@pytest.mark.parametrize("limit", ["100", LIMIT_ABOVE_BEDROCKS_PAGE])
+@pytest.mark.parametrize("limit", ["100", "500"])
 def test_bedrock_archives_the_first_page_and_says_the_rest_is_unreachable(
     gateway_route: RouteFactory, db_url: str, limit: str
 ) -> None:
