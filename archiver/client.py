@@ -220,9 +220,15 @@ def backoff(s: Settings, attempt: int) -> float:
 def attempt_json(api: Api, path: str, params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     url = api.http.base_url.join(path)
     where = f"GET {url.copy_with(query=None)}"
+    timeout: Any = httpx.USE_CLIENT_DEFAULT
+    if api.settings.max_time is not None:  # a deadline for the whole run: no request may outlive it
+        left = api.settings.max_time - (api.clock() - api.started)
+        if left <= 0:
+            raise ApiError(f"{where}: out of time (--max-time {api.settings.max_time:g}s)")
+        timeout = httpx.Timeout(min(api.settings.timeout, left), connect=min(5.0, api.settings.timeout, left))
     api.requests += 1
     try:
-        response = api.http.get(path, params=params)
+        response = api.http.get(path, params=params, timeout=timeout)
     except httpx.TimeoutException:
         raise Retry(f"{where}: timed out") from None
     except httpx.ConnectError as e:

@@ -9,7 +9,7 @@ import pytest
 
 from archiver.client import Settings, fetch_page, iter_pages, make_api
 from archiver.errors import ApiError, AuthError, ConfigError, TryLater
-from tests.fake_api import AUTH_HEADERS, FAULTS, FakeApi, Reply, error_reply, json_reply, make_jobs
+from tests.fake_api import AUTH_HEADERS, FAULTS, FakeApi, Reply, error_reply, json_reply, make_jobs, serve
 
 
 def client(fake: FakeApi, **settings: Any):  # type: ignore[no-untyped-def]
@@ -101,6 +101,19 @@ def test_the_whole_run_has_a_time_bound() -> None:
     with pytest.raises(ApiError, match=r"out of time \(--max-time 1s\)"):
         fetch_page(api, 10, None)
     assert slept == []
+
+
+def test_max_time_caps_each_request_so_a_stalled_server_cannot_outlive_the_deadline() -> None:
+    fake = FakeApi(make_jobs(3))
+    fake.slow_seconds = 20  # far past the deadline
+    fake.faults.append(FAULTS["slow"]())
+    with serve(fake) as base_url:
+        s = Settings(base_url=base_url, headers=dict(AUTH_HEADERS), timeout=30, max_time=1.0)
+        api = make_api(s, sleep=lambda _s: None)
+        started = time.monotonic()
+        with pytest.raises(ApiError, match=r"out of time \(--max-time 1s\)"):
+            fetch_page(api, 10, None)
+    assert time.monotonic() - started < 10  # the 30 s read timeout was cut to what was left of 1 s
 
 
 @pytest.mark.parametrize(
