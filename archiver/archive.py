@@ -69,7 +69,10 @@ class Archive:
         self._engines.clear()
 
     def engine(self, *, write: bool = False) -> Engine:
-        """The SQLAlchemy engine (read-only unless `write`), for queries of your own."""
+        """The SQLAlchemy engine (read-only unless `write`), for queries of your own.
+
+        Raises ConfigError (a read-only engine needs an existing archive file) or DatabaseError
+        (a new archive file cannot be created)."""
         if write not in self._engines:
             with self._database_errors():
                 self._engines[write] = db.make_engine(self.url, read_only=not write)
@@ -89,7 +92,9 @@ class Archive:
             yield conn
 
     def read(self, reader: Callable[[Connection], T]) -> T:
-        """Call `reader` with a read-only connection to the archive (ConfigError if it has none)."""
+        """Call `reader` with a read-only connection to the archive and return what it returns.
+
+        Raises ConfigError if there is no archive yet, DatabaseError if it cannot be read."""
         with self._read() as conn:
             return reader(conn)
 
@@ -169,7 +174,8 @@ class Archive:
             return db.current(conn)
 
     def report_table(self, name: str, **params: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Like `report`, as (column names, row tuples) in the report's order."""
+        """Like `report` (same `name` and `params`, same errors raised), as (column names, row
+        tuples) in the report's order."""
         values = reports.resolve(name, {k: str(v) for k, v in params.items() if v is not None})
         with self._read() as conn:
             return reports.run_report(conn, name, values)
@@ -190,14 +196,14 @@ class Archive:
         return [dict(zip(columns, row, strict=True)) for row in rows]
 
     def query_table(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Like `query`, as (column names, row tuples)."""
+        """Like `query` (same `sql`, same errors raised), as (column names, row tuples)."""
         if not sql.strip():
             raise ConfigError("give one SQL statement")
         with self._database_errors(), self.engine().connect() as conn:
             return reports.run_query(conn, sql)
 
     def query(self, sql: str) -> Rows:
-        """Run one read-only SQL statement; a statement that would write fails and changes nothing.
+        """Run one read-only SQL statement `sql`; a statement that would write fails, changing nothing.
 
         Raises ConfigError for an empty, failing or writing statement, DatabaseError if the
         archive cannot be read."""
@@ -205,13 +211,15 @@ class Archive:
         return [dict(zip(columns, row, strict=True)) for row in rows]
 
     def last_run(self) -> dict[str, Any] | None:
-        """The newest sync_runs row, whatever its outcome (None before the first sync)."""
+        """The newest sync_runs row, whatever its outcome (None before the first sync).
+
+        Raises ConfigError if there is no archive file, DatabaseError if it cannot be read."""
         with self._database_errors(), self.engine().connect() as conn:
             row = reports.last_run(conn) if db.current(conn) else None
         return row._asdict() if row else None
 
     def runs(self, limit: int = 20) -> Rows:
-        """The newest `limit` sync runs, newest first (the `sync_health` report)."""
+        """The newest `limit` sync runs, newest first (the `sync_health` report). Raises as `report`."""
         return self.report("sync_health", limit=limit)
 
     def status(self, max_age: str | float | None = None) -> Health:

@@ -66,8 +66,9 @@ class Page:
     def last_id(self) -> str | None:
         """The next cursor: the id of the last item that has one."""
         for item in reversed(self.items):
-            if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]:
-                return item["id"]
+            job_id = item.get("id") if isinstance(item, dict) else None
+            if isinstance(job_id, str) and job_id:
+                return job_id
         return None
 
 

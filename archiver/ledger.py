@@ -68,7 +68,7 @@ def start_run(conn: Connection, mode: str, base_url: str, now: float) -> int:
         .values(status="abandoned", error="the process ended without recording its end (killed?)")
     )
     row = {"started_at": now, "status": "running", "mode": mode, "base_url": base_url}
-    return conn.execute(insert(sync_runs).values(row).returning(sync_runs.c.id)).scalar_one()
+    return int(conn.execute(insert(sync_runs).values(row).returning(sync_runs.c.id)).scalar_one())
 
 
 def save_run(conn: Connection, run_id: int, **values: Any) -> None:

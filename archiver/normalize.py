@@ -121,7 +121,7 @@ def text(value: Any, name: str, warn: Warn) -> str | None:
             value.encode()
         except UnicodeEncodeError:
             value = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
-    return value
+    return str(value)
 
 
 INTEGER_TEXT = re.compile(r"-?\d{1,19}")

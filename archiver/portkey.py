@@ -102,6 +102,7 @@ class Portkey:
         return out
 
     def secrets(self) -> list[str]:
+        """The secret values this route holds (what the log redaction replaces)."""
         return [getattr(self, name) for name in SECRETS if getattr(self, name)]
 
     @property

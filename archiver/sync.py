@@ -72,6 +72,7 @@ class SyncResult:
         return time.monotonic() - self.started
 
     def counters(self) -> dict[str, int]:
+        """The counters as sync_runs stores them (column -> value)."""
         return {
             "pages": self.pages,
             "requests": self.requests,

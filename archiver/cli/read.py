@@ -78,7 +78,7 @@ def runs_command(database: str, limit: int, fmt: str) -> None:
     click.echo(render(columns, rows, fmt, "sync runs"))
 
 
-class Age(click.ParamType):
+class Age(click.ParamType):  # type: ignore[type-arg]  # generic only in click's newest stubs
     """A duration like 90m, 2h or 1d (plain numbers are seconds), in seconds."""
 
     name = "age"

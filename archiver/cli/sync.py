@@ -5,6 +5,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -26,7 +27,9 @@ from archiver.portkey import HOSTED, Portkey
 from archiver.sync import SyncResult
 
 
-def setting(flag: str, default: Any, kind: Any, help: str, envvar: str | None = None) -> Any:
+def setting(
+    flag: str, default: Any, kind: Any, help: str, envvar: str | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A long option with its environment variable (ARCHIVER_<NAME> unless given), both in --help."""
     envvar = envvar or "ARCHIVER_" + flag.lstrip("-").replace("-", "_").upper()
     return click.option(
