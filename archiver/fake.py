@@ -73,6 +73,7 @@ class FakeApi:
     def __init__(self, jobs: list[dict[str, Any]] | None = None, *, max_limit: int | None = None) -> None:
         self.jobs = list(jobs or [])
         self.max_limit = max_limit  # servers may clamp the page size
+        self.provider: str | None = None  # sent as x-portkey-provider, as the gateway does
         self.required = dict(AUTH_HEADERS)
         self.faults: deque[Reply | None] = deque()  # None: answer normally
         self.delay = 0.0  # added to every list page
@@ -132,7 +133,8 @@ class FakeApi:
                 return error_reply(400, f"No fine-tuning job found with id {params['after']}")
             start = ids.index(params["after"]) + 1
         data = [self.served(job) for job in self.jobs[start : start + limit]]
-        return json_reply(200, {"object": "list", "data": data, "has_more": start + limit < len(self.jobs)})
+        page = {"object": "list", "data": data, "has_more": start + limit < len(self.jobs)}
+        return json_reply(200, page, **({"x-portkey-provider": self.provider} if self.provider else {}))
 
     def one_job(self, job_id: str) -> Reply:
         for job in self.jobs:

@@ -8,7 +8,7 @@ import click
 
 from archiver import reports
 from archiver.archive import Archive
-from archiver.cli.main import cli, output_options, say
+from archiver.cli.main import cli, note, output_options
 from archiver.cli.sync import summary
 from archiver.errors import ConfigError
 from archiver.fake import API_KEY, IN_FLIGHT, VIRTUAL_KEY, FakeApi, add_new_jobs, finish_job, make_jobs, serve
@@ -44,13 +44,14 @@ def demo_command(database: str, jobs: int, seed: int) -> None:
     rng = random.Random(seed)
     now = int(time.time()) - 6 * 3600  # the 25 jobs that arrive later still lie in the past
     fake = FakeApi(make_jobs(jobs, seed=seed, now=now, plain=True, spacing=4 * 3600))
+    fake.provider = "openai"
     with serve(fake) as base_url, Archive(database) as archive:
         route = Portkey(api_key=API_KEY, virtual_key=VIRTUAL_KEY, base_url=base_url)
-        say(summary(archive.sync(route), database))
+        note(summary(archive.sync(route), database))
         add_new_jobs(fake.jobs, 25, rng, plain=True)  # a day later: new jobs, and in-flight ones end
         for job in [j for j in fake.jobs[25:] if j["status"] in IN_FLIGHT]:
             finish_job(job, rng.choice(["succeeded", "succeeded", "failed"]))
-        say(summary(archive.sync(route), database))
+        note(summary(archive.sync(route), database))
         columns, rows = archive.report_table("status_overview")
     click.echo(reports.render(columns, rows, "table"))
-    say(NEXT_STEPS.format(db=database))
+    note(NEXT_STEPS.format(db=database))
