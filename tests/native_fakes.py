@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote
 
-from tests.fake_api import Handler, Reply, Server, json_reply
+from tests.fake_api import Reply, json_reply, serve
 
 PROVIDERS = ("bedrock", "vertex-ai", "fireworks-ai", "azure-openai")
 
@@ -191,17 +191,9 @@ class NativeFake:
 
 @contextmanager
 def serve_native(fake: NativeFake) -> Iterator[str]:
-    """Serve the fake on 127.0.0.1:0 in a thread with tests.fake_api's handler; yields its root URL."""
-    server = Server(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.fake = fake  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    """Serve the fake on 127.0.0.1:0 in a thread, as tests.fake_api.serve does; yields its root URL."""
+    with serve(fake) as base_url:  # type: ignore[arg-type]  # any object with respond() will do
+        yield base_url.removesuffix("/v1")
 
 
 BEDROCK_SUMMARY_KEYS = (
