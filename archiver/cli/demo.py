@@ -11,7 +11,8 @@ from archiver.archive import Archive
 from archiver.cli.main import cli, note, output_options
 from archiver.cli.sync import summary
 from archiver.errors import ConfigError
-from archiver.fake import API_KEY, IN_FLIGHT, VIRTUAL_KEY, FakeApi, add_new_jobs, finish_job, make_jobs, serve
+from archiver.fake import API_KEY, VIRTUAL_KEY, FakeApi, serve
+from archiver.generate import IN_FLIGHT, add_new_jobs, finish_job, make_jobs
 from archiver.portkey import Portkey
 
 NEXT_STEPS = """
