@@ -320,7 +320,8 @@ def advisory_lock(engine: Engine) -> Iterator[None]:
                 sa.text(
                     "SELECT a.application_name, extract(epoch FROM a.backend_start) FROM pg_locks l "
                     "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
-                    "AND l.classid = :a AND l.objid = :b AND l.granted"
+                    "AND l.classid = :a AND l.objid = :b AND l.granted AND l.database = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database())"
                 ),
                 LOCK_KEY,
             ).first()
@@ -339,6 +340,7 @@ def sync_running(engine: Engine) -> bool:
         query = sa.text(
             "SELECT count(*) FROM pg_locks "
             "WHERE locktype = 'advisory' AND classid = :a AND objid = :b AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         )
         with engine.connect() as conn:
             return bool(conn.execute(query, LOCK_KEY).scalar())
