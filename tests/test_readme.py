@@ -11,6 +11,7 @@ import pytest
 from archiver import db
 from tests.conftest import assert_archive_equals
 from tests.fake_api import API_KEY, VIRTUAL_KEY, FakeApi, make_jobs, serve
+from tests.readme_samples import build, in_readme, samples
 
 ROOT = Path(__file__).parent.parent
 README = ROOT / "README.md"
@@ -91,3 +92,9 @@ def test_a_cron_line_without_the_settings_file_fails_and_says_so(line: str, tmp_
     result = run_cron_line(cron_commands()[line], tmp_path)
     assert result.returncode != 0
     assert "portkey.env" in result.stderr
+
+
+def test_the_readme_samples_are_what_readme_samples_py_writes(db_url: str) -> None:
+    """Run `python tests/readme_samples.py` when this fails (the same samples on both backends)."""
+    build(db_url)
+    assert samples(db_url) == in_readme(README.read_text())

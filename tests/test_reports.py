@@ -115,8 +115,9 @@ def history() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return first, [j1b, j2b, *rest]
 
 
-@pytest.fixture
-def archive(engine: sa.Engine) -> sa.Engine:
+def build_archive(engine: sa.Engine) -> None:
+    """Two syncs of history() into a migrated, empty archive, with every clock fixed: the archive
+    the report tests and the README's sample outputs (tests/readme_samples.py) come from."""
     first, second = history()
     fake = FakeApi(first)
     sync(api_for(fake), engine)
@@ -136,6 +137,11 @@ def archive(engine: sa.Engine) -> sa.Engine:
                 "(SELECT started_at FROM sync_runs r WHERE r.id = job_history.sync_run_id)"
             )
         )
+
+
+@pytest.fixture
+def archive(engine: sa.Engine) -> sa.Engine:
+    build_archive(engine)
     return engine
 
 
