@@ -540,7 +540,8 @@ def odd_job(i: str, day: float, status: str) -> dict[str, Any]:
         hyperparameters={"n_epochs": ODD, "batch_size": ODD, "learning_rate_multiplier": ODD},
         method={"type": ODD, ODD: {"hyperparameters": {"n_epochs": ODD}}},
         integrations=[
-            {"type": "wandb", "wandb": {"project": ODD, "name": ODD, "entity": ODD, "tags": [ODD]}}
+            {"type": "wandb", "wandb": {"project": ODD, "name": ODD, "entity": ODD, "tags": [ODD]}},
+            {"type": ODD, ODD: {"project": ODD}},
         ],
     )
 
@@ -588,6 +589,9 @@ def test_every_report_and_view_reads_nul_as_u_fffd_on_both_backends(engine: sa.E
     assert {(r["project"], r["entity"], r["tag"]) for r in ran["wandb_usage"]} == {(SAFE, SAFE, SAFE)}
     assert {r["model"] for r in ran["durations"] + ran["hyperparameters"]} == {SAFE}
     assert {r["status"] for r in ran["status_overview"]} == {SAFE, "running", "succeeded"}
+    with engine.connect() as conn:
+        kinds = conn.execute(sa.text("SELECT DISTINCT type FROM integrations ORDER BY type")).scalars()
+        assert list(kinds) == sorted([SAFE, "wandb"])
 
 
 def test_job_history_fields_keeps_the_text_backslash_u0000(engine: sa.Engine) -> None:
