@@ -238,3 +238,16 @@ def test_a_two_page_cycle_is_detected() -> None:
     with pytest.raises(ApiError, match="cursor did not move"):
         list(iter_pages(api, 2))
     assert api.requests == 3
+
+
+@pytest.mark.parametrize(("status", "attempts"), [(502, 3), (503, 3), (501, 1), (520, 1)])
+def test_an_html_error_page_is_judged_by_its_status(status: int, attempts: int) -> None:
+    """As the README's Faults section says: a 502 page is retried, a 501 or 520 one is final."""
+    fake = FakeApi(make_jobs(3))
+    fake.faults.extend(
+        Reply(status, b"<html>bad gateway</html>", {"content-type": "text/html"}) for _ in range(5)
+    )
+    api, slept = client(fake, max_retries=2)
+    with pytest.raises(ApiError, match=f"HTTP {status}"):
+        fetch_page(api, 10, None)
+    assert (api.requests, len(slept)) == (attempts, attempts - 1)

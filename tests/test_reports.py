@@ -115,8 +115,9 @@ def history() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return first, [j1b, j2b, *rest]
 
 
-@pytest.fixture
-def archive(engine: sa.Engine) -> sa.Engine:
+def build_archive(engine: sa.Engine) -> None:
+    """Two syncs of history() into a migrated, empty archive, with every clock fixed: the archive
+    the report tests and the README's sample outputs (tests/readme_samples.py) come from."""
     first, second = history()
     fake = FakeApi(first)
     sync(api_for(fake), engine)
@@ -136,6 +137,11 @@ def archive(engine: sa.Engine) -> sa.Engine:
                 "(SELECT started_at FROM sync_runs r WHERE r.id = job_history.sync_run_id)"
             )
         )
+
+
+@pytest.fixture
+def archive(engine: sa.Engine) -> sa.Engine:
+    build_archive(engine)
     return engine
 
 
@@ -508,3 +514,90 @@ def test_report_parameters_have_defaults_and_are_checked_up_front(archive: sa.En
     assert rows["sync_health"] == "[since] [until] [limit=100]"
     assert rows["in_flight"] == "[now]"
     assert rows["status_overview"] == "[since] [until]"
+
+
+ODD = "a\u0000b\u2028c"  # NUL (PostgreSQL text cannot hold it) and a line separator
+SAFE = "a\ufffdb\u2028c"  # what typed columns hold in its place, on both backends
+
+
+def odd_job(i: str, day: float, status: str) -> dict[str, Any]:
+    """A job with ODD in every text field the API sends (its id excepted)."""
+    return job(
+        i,
+        day,
+        status,
+        ODD,
+        took=600 if status != ODD else None,
+        object=ODD,
+        organization_id=ODD,
+        training_file=ODD,
+        validation_file=ODD,
+        fine_tuned_model=ODD,
+        user_provided_suffix=ODD,
+        error={"code": ODD, "message": ODD, "param": ODD},
+        result_files=[ODD, ODD],
+        metadata={"note": ODD, ODD: ODD},
+        hyperparameters={"n_epochs": ODD, "batch_size": ODD, "learning_rate_multiplier": ODD},
+        method={"type": ODD, ODD: {"hyperparameters": {"n_epochs": ODD}}},
+        integrations=[
+            {"type": "wandb", "wandb": {"project": ODD, "name": ODD, "entity": ODD, "tags": [ODD]}},
+            {"type": ODD, ODD: {"project": ODD}},
+        ],
+    )
+
+
+def test_every_report_and_view_reads_nul_as_u_fffd_on_both_backends(engine: sa.Engine) -> None:
+    """job_history_fields extracts from raw; PostgreSQL refuses any extraction from a json value
+    holding \\u0000 anywhere, and SQLite's json_extract cuts the text at the NUL."""
+    served = [odd_job("n1", 30, ODD), odd_job("n2", 20, "running"), odd_job("n3", 10, "succeeded")]
+    fake = FakeApi(served)
+    sync(api_for(fake), engine)
+    fake.jobs = [{**j, "trained_tokens": 10} for j in served]  # a second version of each: a timeline
+    sync(api_for(fake), engine)
+    with engine.connect() as conn:
+        views = sorted(sa.inspect(conn).get_view_names())
+        assert views == ["job_history_fields", "job_summary", "sync_run_summary"]
+        selected = {v: [r._asdict() for r in conn.execute(sa.text(f"SELECT * FROM {v}"))] for v in views}
+        ran = {}
+        for name in reports.names():
+            params = {**ALL, "job_id": "ftjob-n1"} if name == "job_timeline" else dict(ALL)
+            columns, rows = reports.run_report(conn, name, params)
+            ran[name] = [dict(zip(columns, row, strict=True)) for row in rows]
+    texts = [v for out in (selected, ran) for rows in out.values() for row in rows for v in row.values()]
+    assert not [v for v in texts if isinstance(v, str) and "\x00" in v]
+    summary = {r["id"]: r for r in selected["job_summary"]}
+    typed = ("model", "fine_tuned_model", "method_type", "user_provided_suffix", "error_code")
+    typed += ("error_message", "wandb_project", "n_epochs", "batch_size", "learning_rate_multiplier")
+    for job_id in ("ftjob-n1", "ftjob-n2", "ftjob-n3"):
+        assert {k: summary[job_id][k] for k in typed} == dict.fromkeys(typed, SAFE), job_id
+    assert summary["ftjob-n1"]["status"] == SAFE
+    history = [r for r in selected["job_history_fields"] if r["job_id"] == "ftjob-n1"]
+    fields = [(r["status"], r["fine_tuned_model"], r["error_code"], r["result_file_count"]) for r in history]
+    assert fields == [(SAFE, SAFE, SAFE, 2)] * 2
+    assert [r["trained_tokens"] for r in history] == [None, "10"]
+    assert [(r["status"], r["changed"]) for r in ran["job_timeline"]] == [
+        (SAFE, "first seen"),
+        (SAFE, "trained_tokens"),
+    ]
+    assert [(r["id"], r["status"], r["model"]) for r in ran["in_flight"]] == [
+        ("ftjob-n2", "running", SAFE),
+        ("ftjob-n1", SAFE, SAFE),
+    ]
+    assert all(r["status_seen_since"] for r in ran["in_flight"])
+    assert [(r["suffix"], r["base_model"]) for r in ran["fine_tuned_models"]] == [(SAFE, SAFE)] * 3
+    assert {(r["code"], r["message"], r["model"]) for r in ran["failure_reasons"]} == {(SAFE, SAFE, SAFE)}
+    assert {(r["project"], r["entity"], r["tag"]) for r in ran["wandb_usage"]} == {(SAFE, SAFE, SAFE)}
+    assert {r["model"] for r in ran["durations"] + ran["hyperparameters"]} == {SAFE}
+    assert {r["status"] for r in ran["status_overview"]} == {SAFE, "running", "succeeded"}
+    with engine.connect() as conn:
+        kinds = conn.execute(sa.text("SELECT DISTINCT type FROM integrations ORDER BY type")).scalars()
+        assert list(kinds) == sorted([SAFE, "wandb"])
+
+
+def test_job_history_fields_keeps_the_text_backslash_u0000(engine: sa.Engine) -> None:
+    """Only the \\u0000 escape is a NUL; an escaped backslash followed by u0000 is text and stays."""
+    model = "\\u0000, \\\\u0000 and \x00"
+    sync(api_for(FakeApi([job("b1", 10, "succeeded", took=100, fine_tuned_model=model)])), engine)
+    with engine.connect() as conn:
+        got = conn.execute(sa.text("SELECT fine_tuned_model FROM job_history_fields")).scalar_one()
+    assert got == "\\u0000, \\\\u0000 and \ufffd"
