@@ -1,5 +1,6 @@
 """Archive: the library facade the command line is a thin layer over (sync, report, query, status)."""
 
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -44,13 +45,17 @@ class Archive:
             archive read-only, so a user who may only read it can use every read method.
 
     Raises:
-        ConfigError: the URL is neither a SQLite path nor a SQLite or PostgreSQL URL.
+        ConfigError: the URL is neither a SQLite path nor a SQLite or PostgreSQL URL, or the path
+            is a directory.
 
     Use it as a context manager, or call `close()`, to release the database connections.
     """
 
     def __init__(self, database: str | URL = "archive.db") -> None:
         self.url = db.parse_url(database) if isinstance(database, str) else database
+        path = db.sqlite_path(self.url) if self.url.get_backend_name() == "sqlite" else None
+        if path and os.path.isdir(path):
+            raise ConfigError(f"{path} is a directory, not an archive: give --db a file path or a URL")
         self._engines: dict[bool, Engine] = {}
 
     def __repr__(self) -> str:
@@ -64,9 +69,8 @@ class Archive:
 
     def close(self) -> None:
         """Release the database connections (the archive can still be used afterwards)."""
-        for engine in self._engines.values():
-            engine.dispose()
-        self._engines.clear()
+        for write in sorted(self._engines):  # the writer last: SQLite's last connection folds
+            self._engines.pop(write).dispose()  # the -wal back into the file, read-only ones cannot
 
     def engine(self, *, write: bool = False) -> Engine:
         """The SQLAlchemy engine (read-only unless `write`), for queries of your own.

@@ -61,7 +61,9 @@ def load_plotly() -> tuple[Any, str]:
         import plotly.graph_objects as go
         import plotly.offline
     except ImportError:
-        raise ConfigError("the dashboard needs plotly: pip install 'archiver[dashboard]'") from None
+        raise ConfigError(
+            "the dashboard needs plotly: pip install '.[dashboard]' in archiver's source tree"
+        ) from None
     return go, plotly.offline.get_plotlyjs()
 
 

@@ -20,7 +20,10 @@ class RedactSecrets(logging.Filter):
 
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
-            text = text.replace(secret, "[redacted]")
+            if len(secret) >= 8:
+                text = text.replace(secret, "[redacted]")
+            elif secret:  # a short one only as a whole token: "e" must not garble every word
+                text = re.sub(rf"(?<![\w-]){re.escape(secret)}(?![\w-])", "[redacted]", text)
         return BEARER.sub("Bearer [redacted]", text)
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -1,6 +1,9 @@
 """`archiver demo`: the whole flow without keys, against a generated history served in-process."""
 
+import os
 import random
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -17,12 +20,19 @@ from archiver.portkey import Portkey
 
 NEXT_STEPS = """
 Next, try:
-  archiver report --db {db}                          # the reports and what each answers
-  archiver report monthly_activity --db {db}
-  archiver runs --db {db}                            # the two syncs you just ran
-  archiver dashboard --db {db} -o demo.html          # charts in one HTML file (pip install '.[dashboard]')
-  archiver datasette-metadata --db {db} > metadata.json && datasette {db} -m metadata.json
-For your own jobs: export PORTKEY_API_KEY and PORTKEY_VIRTUAL_KEY, then `archiver sync`."""
+  {prog} report --db {db}                          # the reports and what each answers
+  {prog} report monthly_activity --db {db}
+  {prog} runs --db {db}                            # the two syncs you just ran
+  {prog} dashboard --db {db} -o demo.html          # charts in one HTML file (the dashboard extra)
+  {prog} datasette-metadata --db {db} > metadata.json && datasette {db} -m metadata.json
+For your own jobs: put your keys in portkey.env (see the README), then `{prog} sync`."""
+
+
+def program() -> str:
+    """How to run archiver again, as this shell would: by name if it is on PATH."""
+    if shutil.which("archiver"):
+        return "archiver"
+    return sys.argv[0] if os.path.basename(sys.argv[0]) == "archiver" else f"{sys.executable} -m archiver"
 
 
 @cli.command("demo")
@@ -55,4 +65,4 @@ def demo_command(database: str, jobs: int, seed: int) -> None:
         note(summary(archive.sync(route), database))
         columns, rows = archive.report_table("status_overview")
     click.echo(reports.render(columns, rows, "table"))
-    note(NEXT_STEPS.format(db=database))
+    note(NEXT_STEPS.format(db=database, prog=program()))

@@ -22,7 +22,12 @@ def render(columns: list[str], rows: list[tuple[Any, ...]], fmt: str, title: str
 @cli.group("db")
 @output_options
 def db_group() -> None:
-    """Manage the archive's schema."""
+    """Manage the archive's schema.
+
+    \b
+    Example:
+      archiver db current && archiver db upgrade
+    """
 
 
 @db_group.command("upgrade")

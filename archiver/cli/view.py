@@ -1,6 +1,7 @@
 """Commands that show the archive: a self-contained HTML dashboard, Datasette metadata."""
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ def dashboard_command(database: str, output: str) -> None:
     """Write one self-contained HTML page of charts (no network, no server): jobs per month,
     durations, failures, tokens, what is in flight, sync health and coverage.
 
-    Needs the dashboard extra: pip install 'archiver[dashboard]'.
+    Needs the dashboard extra: pip install '.[dashboard]' in archiver's source tree.
 
     \b
     Example:
@@ -38,7 +39,13 @@ def dashboard_command(database: str, output: str) -> None:
     if output == "-":
         click.echo(page)
         return
-    Path(output).write_text(page, encoding="utf-8")
+    try:  # private like the archive it summarises
+        with os.fdopen(
+            os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8"
+        ) as f:
+            f.write(page)
+    except OSError as e:
+        raise ConfigError(f"cannot write {output}: {e.strerror}") from None
     note(f"Wrote {output} ({len(page) / 1e6:.1f} MB) at {time.strftime('%H:%M:%S')}")
 
 
@@ -58,5 +65,6 @@ def datasette_metadata_command(database: str) -> None:
     with open_archive(database) as archive:
         if archive.url.get_backend_name() != "sqlite" or not archive.url.database:
             raise ConfigError("Datasette serves SQLite files only: give --db a SQLite archive")
+        archive.revision()  # there must be an archive (exit 2 otherwise)
         name = Path(archive.url.database).stem
     click.echo(json.dumps(metadata(name), indent=2))
