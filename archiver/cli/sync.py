@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from archiver import log
 from archiver.archive import Archive, human
 from archiver.cli.main import (
     ENV_HELP,
@@ -102,7 +103,7 @@ def sync_command(
     except (ArchiverError, Interrupted, KeyboardInterrupt) as e:
         if as_json:
             failed = "interrupted" if isinstance(e, Interrupted | KeyboardInterrupt) else "failed"
-            error = str(e) if isinstance(e, ArchiverError) else "interrupted by a signal"
+            error = log.redact(str(e)) if isinstance(e, ArchiverError) else "interrupted by a signal"
             click.echo(json.dumps({"status": failed, "error": error, "exit_code": exit_code(e), **report}))
         raise
     rejected = None
