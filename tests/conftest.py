@@ -155,7 +155,12 @@ def expected_archive(served: list[dict[str, Any]]) -> dict[str, list[tuple[Any, 
                 j,
             )
         )
-        err = typed(j.get("error"), dict) or {}
+        err = j.get("error")
+        err = (
+            {"code": None, "message": err, "param": None}
+            if isinstance(err, str) and err
+            else typed(err, dict) or {}
+        )
         if err.get("code") is not None or err.get("message") is not None:
             code, message, param = (nul_policy(err[k]) for k in ("code", "message", "param"))
             out["errors"].append((job_id, code, message, param))
