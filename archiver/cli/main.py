@@ -70,6 +70,10 @@ class Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as e:  # a subcommand's bad option: one line too, exit 2
+            hint = f" (see {e.ctx.command_path} --help)" if e.ctx else ""
+            say(f"archiver: error: {e.format_message()}{hint}")
+            ctx.exit(2)
         except ArchiverError as e:
             say(f"archiver: error: {e}")
             ctx.exit(exit_code(e))
