@@ -6,13 +6,9 @@ from pathlib import Path
 
 import click
 
-from archiver import reports
-from archiver.archive import Archive
 from archiver.cli.main import cli, output_options, say
 from archiver.cli.sync import summary
 from archiver.errors import ConfigError
-from archiver.fake import API_KEY, IN_FLIGHT, VIRTUAL_KEY, FakeApi, add_new_jobs, finish_job, make_jobs, serve
-from archiver.portkey import Portkey
 
 NEXT_STEPS = """
 Next, try:
@@ -39,6 +35,20 @@ def demo_command(database: str, jobs: int, seed: int) -> None:
     Example:
       archiver demo && archiver report failure_reasons --db demo.db
     """
+    from archiver import reports
+    from archiver.archive import Archive
+    from archiver.fake import (
+        API_KEY,
+        IN_FLIGHT,
+        VIRTUAL_KEY,
+        FakeApi,
+        add_new_jobs,
+        finish_job,
+        make_jobs,
+        serve,
+    )
+    from archiver.portkey import Portkey
+
     if Path(database).exists():
         raise ConfigError(f"{database} exists: remove it, or give --db a new file")
     rng = random.Random(seed)
