@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -40,6 +41,22 @@ class PageCounts:
     known: int = 0  # jobs that were in the archive before this page was written
     returned: int = 0  # jobs marked vanished that are listed again
     quiet: bool = False  # every job already archived, unchanged and not in flight: the stop signal
+
+
+@dataclass
+class Batch:
+    """One page's items made ready to write, off the writer's thread when the walk prefetches:
+    the jobs as (received, canonical values), their content hashes by id, the items that are not jobs."""
+
+    jobs: list[Job]
+    hashes: dict[str, str]
+    bad: list[tuple[int, str, Any]]
+
+
+def make_batch(items: list[Any], notes: Notes, provider: str) -> Batch:
+    good, bad = split_items(items)
+    jobs = [(job, normalize.job(job, notes, provider)) for job in good]
+    return Batch(jobs, {canon["id"]: content_hash(job) for job, canon in jobs}, bad)
 
 
 def canonical_json(value: Any) -> str:
@@ -105,7 +122,7 @@ def job_rows(job: JSONObj, canon: JSONObj) -> tuple[JSONObj, dict[Table, list[JS
     """The `jobs` row of one job, and its rows in each child table."""
     job_id = canon["id"]
     row = {k: canon[k] for k in JOB_COLUMNS}
-    row["raw"] = job
+    row["raw"] = JSONText(to_json(job))  # serialized once: jobs.raw and job_history.raw bind this text
     children: dict[Table, list[JSONObj]] = {t: [] for t in CHILD_TABLES}
     if canon["error"]:
         children[errors].append({"job_id": job_id, **canon["error"]})
@@ -132,11 +149,15 @@ JOB_COLUMNS = (
 INTEGRATION_COLUMNS = ("type", "wandb_project", "wandb_name", "wandb_entity", "settings")
 
 
-def upsert_page(conn: Connection, page: list[Job], run_id: int, now: float) -> PageCounts:
+def upsert_page(
+    conn: Connection, page: list[Job], run_id: int, now: float, hashes: dict[str, str] | None = None
+) -> PageCounts:
     """Write one page of jobs: only new or changed jobs are touched; unchanged ones write nothing
-    (but a job that had vanished and is listed again loses its mark)."""
+    (but a job that had vanished and is listed again loses its mark). `hashes`: their content
+    hashes by id, when already taken (make_batch)."""
     by_id = {canon["id"]: (job, canon) for job, canon in page}  # last wins: see executemany
-    hashes = {job_id: content_hash(job) for job_id, (job, _) in by_id.items()}
+    if hashes is None:
+        hashes = {job_id: content_hash(job) for job_id, (job, _) in by_id.items()}
     before = stored(conn, list(by_id))
     changed = [job_id for job_id, h in hashes.items() if before.get(job_id, ("", False))[0] != h]
     counts = PageCounts(unchanged=len(by_id) - len(changed), known=len(before))
@@ -215,17 +236,29 @@ def executemany(conn: Connection, table: Table, rows: list[JSONObj], upsert: boo
     """Bulk INSERT (or the jobs upsert) handed straight to the driver.
 
     SQLAlchemy's per-row parameter processing was a third of a first sync's time; here the
-    statement is compiled once per table and backend, and JSON columns are serialized once.
+    statement is compiled once per table and backend, parameters are gathered column by column
+    (C-level `map`/`zip`, no Python per value), and JSON columns are serialized once.
     """
     if not rows:
         return
     sql, order, json_columns = compiled_insert(conn.dialect, table.name, tuple(rows[0]), upsert)
+    keys = order if order is not None else tuple(rows[0])
+    columns = [
+        [json_param(v) for v in map(itemgetter(k), rows)] if k in json_columns else map(itemgetter(k), rows)
+        for k in keys
+    ]
+    params: list[Any] = list(zip(*columns, strict=True))  # positional (sqlite3)
     if order is None:  # named parameters (psycopg)
-        params: list[Any] = [{**row, **{k: to_json(row[k]) for k in json_columns}} for row in rows]
-    else:  # positional (sqlite3): one tuple per row, JSON serialized on the way
-        getters = [(k, k in json_columns) for k in order]
-        params = [tuple(to_json(row[k]) if js else row[k] for k, js in getters) for row in rows]
+        params = [dict(zip(keys, values, strict=True)) for values in params]
     conn.exec_driver_sql(sql, params)
+
+
+class JSONText(str):
+    """A JSON column's value already serialized to its text: bound as it is."""
+
+
+def json_param(value: Any) -> str:
+    return value if type(value) is JSONText else to_json(value)
 
 
 @cache
