@@ -5,14 +5,13 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
-from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Connection, Dialect, Insert, Table, delete, insert, select, update
+from sqlalchemy import Connection, Table, delete, insert, select, update
 
 from archiver import normalize
+from archiver.bulk import JSONText, executemany
 from archiver.db import to_json
 from archiver.models import (
     CHILD_TABLES,
@@ -20,7 +19,6 @@ from archiver.models import (
     integrations,
     job_history,
     jobs,
-    metadata,
     rejected_items,
     result_files,
     tags,
@@ -85,20 +83,6 @@ def slow_canonical_json(value: Any) -> str:
 
 def content_hash(job: JSONObj) -> str:
     return hashlib.sha256(canonical_json(job).encode()).hexdigest()
-
-
-@cache
-def upsert_jobs_statement(dialect: str) -> Insert:
-    if dialect == "postgresql":  # imported here: a SQLite run need not load the PostgreSQL dialect
-        from sqlalchemy.dialects import postgresql as backend
-    else:
-        from sqlalchemy.dialects import sqlite as backend  # type: ignore[no-redef]
-    stmt = backend.insert(jobs)
-    keep = {"id", "first_seen_at"}
-    return stmt.on_conflict_do_update(
-        index_elements=[jobs.c.id],
-        set_={c.name: stmt.excluded[c.name] for c in jobs.c if c.name not in keep},
-    )
 
 
 def stored(conn: Connection, ids: list[str]) -> dict[str, tuple[str, bool]]:
@@ -230,47 +214,6 @@ def rederive_all(conn: Connection, batch: int = 1000) -> None:
                 conn, page, [r.id], {r.id: content_hash(r.raw)}, r.last_sync_run_id, r.last_seen_at, False
             )
     notes.counts.clear()
-
-
-def executemany(conn: Connection, table: Table, rows: list[JSONObj], upsert: bool = False) -> None:
-    """Bulk INSERT (or the jobs upsert) handed straight to the driver.
-
-    SQLAlchemy's per-row parameter processing was a third of a first sync's time; here the
-    statement is compiled once per table and backend, parameters are gathered column by column
-    (C-level `map`/`zip`, no Python per value), and JSON columns are serialized once.
-    """
-    if not rows:
-        return
-    sql, order, json_columns = compiled_insert(conn.dialect, table.name, tuple(rows[0]), upsert)
-    keys = order if order is not None else tuple(rows[0])
-    columns = [
-        [json_param(v) for v in map(itemgetter(k), rows)] if k in json_columns else map(itemgetter(k), rows)
-        for k in keys
-    ]
-    params: list[Any] = list(zip(*columns, strict=True))  # positional (sqlite3)
-    if order is None:  # named parameters (psycopg)
-        params = [dict(zip(keys, values, strict=True)) for values in params]
-    conn.exec_driver_sql(sql, params)
-
-
-class JSONText(str):
-    """A JSON column's value already serialized to its text: bound as it is."""
-
-
-def json_param(value: Any) -> str:
-    return value if type(value) is JSONText else to_json(value)
-
-
-@cache
-def compiled_insert(
-    dialect: Dialect, table: str, keys: tuple[str, ...], upsert: bool
-) -> tuple[str, tuple[str, ...] | None, tuple[str, ...]]:
-    """SQL text, parameter order (None: named parameters) and the JSON columns, for these keys."""
-    stmt = upsert_jobs_statement(dialect.name) if upsert else insert(metadata.tables[table])
-    compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
-    order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
-    json_columns = tuple(k for k in keys if isinstance(metadata.tables[table].c[k].type, JSON))
-    return str(compiled), order, json_columns
 
 
 def split_items(items: list[Any]) -> tuple[list[JSONObj], list[tuple[int, str, Any]]]:
