@@ -132,15 +132,19 @@ def ahead(items: Iterator[T], depth: int) -> Generator[T, None, None]:
     credit, stop = threading.Semaphore(depth), threading.Event()
 
     def produce() -> None:
-        while credit.acquire() and not stop.is_set():
-            try:
-                handoff.put((True, next(items)))
-            except StopIteration:
-                handoff.put((False, None))
-                return
-            except BaseException as e:  # handed to the caller's thread as it is
-                handoff.put((False, e))
-                return
+        try:
+            while credit.acquire() and not stop.is_set():
+                try:
+                    handoff.put((True, next(items)))
+                except StopIteration:
+                    handoff.put((False, None))
+                    return
+                except BaseException as e:  # handed to the caller's thread as it is
+                    handoff.put((False, e))
+                    return
+        finally:
+            if isinstance(items, Generator):
+                items.close()  # an `ahead` it draws from stops too
 
     threading.Thread(target=produce, daemon=True).start()
     try:

@@ -177,12 +177,13 @@ def walk(run: Run, w: Walk) -> None:
 
 
 def batches(run: Run, after: str | None, prefetch: bool) -> Generator[tuple[Page, Batch], None, None]:
-    """The walk's pages from `after`, each with its batch; with `prefetch`, made ahead on a thread."""
+    """The walk's pages from `after`, each with its batch. With `prefetch`, one thread fetches
+    (asking for the next page as soon as one arrives) and another normalizes and hashes."""
     pages = (
         (page, make_batch(page.items, run.notes, page.provider or run.provider))
-        for page in iter_pages(run.api, run.limit, after)
+        for page in iter_pages(run.api, run.limit, after, prefetch=prefetch)
     )
-    return ahead(pages, 2) if prefetch else pages
+    return ahead(pages, 1) if prefetch else pages
 
 
 def end_walk(run: Run, w: Walk, blocked: str | None, refused_now: bool = False) -> None:
