@@ -17,7 +17,8 @@ wall time, CPU time (user + system) and peak RSS of the child process:
 Contenders take turns going first across rounds; medians over the rounds are reported. The two
 peers need `pip install -e '.[bench]'`; without it they are skipped with a note. Every archive is
 checked to hold exactly the jobs the fake served.
-With --latency, every page costs 100 ms more and one full sync of 20,000 jobs is timed.
+With --latency, every page costs 100 ms more and one full sync of 20,000 jobs is timed, beside
+benchmarks/walk_only.py (the same walk with nothing stored: what the fake and httpx cost alone).
 """
 
 import argparse
@@ -199,11 +200,14 @@ def latency(tmp: Path, n: int = 20_000, delay: float = 0.1) -> None:
             "PORTKEY_VIRTUAL_KEY": AUTH_HEADERS["x-portkey-virtual-key"],
         }
         result = measure(archiver("--db", str(tmp / "latency.db")), env)
+        walk = measure([sys.executable, str(ROOT / "benchmarks/walk_only.py"), base_url], env)
     pages = -(-n // LIMIT)
     print(
         f"\nlatency: {n:,} jobs, {pages} pages at +{delay * 1000:.0f} ms: {result['wall']:.2f}s wall "
         f"= {result['wall'] / (pages * delay):.3f} x (pages x delay); target <= 1.04; "
-        f"cpu {result['cpu']:.2f}s, peak RSS {result['rss_mb']:.0f} MB"
+        f"cpu {result['cpu']:.2f}s, peak RSS {result['rss_mb']:.0f} MB\n"
+        f"  the walk alone (benchmarks/walk_only.py: httpx GET and parse, nothing stored): "
+        f"{walk['wall']:.2f}s = {walk['wall'] / (pages * delay):.3f} x"
     )
 
 
