@@ -2,14 +2,14 @@
 
 import email.utils
 import logging
+import queue
 import random
 import re
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -95,14 +95,18 @@ def tls_context(settings: Settings) -> ssl.SSLContext | bool:
 def iter_pages(api: Api, limit: int, after: str | None = None, prefetch: bool = False) -> Iterator[Page]:
     """Walk the job list from `after` until has_more is false; never loop on a stuck cursor.
 
-    With `prefetch`, the next page is fetched while the caller works on this one (a walk that
-    goes to the end anyway); without it, not one request more than the caller asks for.
+    With `prefetch`, the pages are fetched in a background thread that asks for the next page the
+    moment one arrives (a walk that goes to the end anyway); without it, not one request more than
+    the caller asks for.
     """
+    pages = walk_pages(api, limit, after)
+    return ahead(pages, 2) if prefetch else pages
+
+
+def walk_pages(api: Api, limit: int, after: str | None) -> Iterator[Page]:
     seen_cursors = {after}
-    upcoming: Callable[[], Page] | None = None
     while True:
-        page = upcoming() if upcoming else fetch_page(api, limit, after)
-        upcoming = None
+        page = fetch_page(api, limit, after)
         if page.has_more:
             if not page.items:
                 raise ApiError(
@@ -112,34 +116,50 @@ def iter_pages(api: Api, limit: int, after: str | None = None, prefetch: bool = 
             if after in seen_cursors:
                 raise ApiError(f"the API's cursor did not move (after={after!r}): refusing to loop")
             seen_cursors.add(after)
-            if prefetch:
-                upcoming = in_background(partial(fetch_page, api, limit, after))
         yield page
         if not page.has_more:
             return
 
 
-def in_background(fn: Callable[[], T]) -> Callable[[], T]:
-    """Run fn in a daemon thread; the returned function waits for its result or raises its error."""
-    box: list[tuple[bool, Any]] = []
+def ahead(items: Iterator[T], depth: int) -> Generator[T, None, None]:
+    """`items`, produced in a daemon thread at most `depth` items ahead of the caller.
 
-    def run() -> None:
+    Depth 2 lets the thread send the next request as soon as a page arrives, before the caller
+    (which holds the GIL while it writes) has taken it: a page's wait is not lengthened by a
+    thread switch. An error is raised in the caller where its item would have been; closing the
+    iterator stops the thread before its next item.
+    """
+    handoff: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+    credit, stop = threading.Semaphore(depth), threading.Event()
+
+    def produce() -> None:
         try:
-            box.append((True, fn()))
-        except BaseException as e:  # handed to the caller's thread as it is
-            box.append((False, e))
+            while credit.acquire() and not stop.is_set():
+                try:
+                    handoff.put((True, next(items)))
+                except StopIteration:
+                    handoff.put((False, None))
+                    return
+                except BaseException as e:  # handed to the caller's thread as it is
+                    handoff.put((False, e))
+                    return
+        finally:
+            if isinstance(items, Generator):
+                items.close()  # an `ahead` it draws from stops too
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-
-    def result() -> T:
-        thread.join()
-        ok, value = box[0]
-        if not ok:
-            raise value
-        return value  # type: ignore[no-any-return]
-
-    return result
+    threading.Thread(target=produce, daemon=True).start()
+    try:
+        while True:
+            ok, value = handoff.get()
+            if not ok:
+                if value is None:
+                    return
+                raise value
+            credit.release()
+            yield value
+    finally:
+        stop.set()
+        credit.release()
 
 
 def fetch_page(api: Api, limit: int, after: str | None) -> Page:

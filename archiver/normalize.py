@@ -10,6 +10,7 @@ received in `raw`. A value of the wrong type becomes None, and `Notes` counts it
 
 import logging
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -75,23 +76,29 @@ class Notes:
 
     counts: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
     level: dict[tuple[str, str], int] = field(default_factory=dict)
+    lock: threading.Lock = field(
+        default_factory=threading.Lock, repr=False, compare=False
+    )  # fetcher and writer
 
     def add(self, job_id: str, name: str, reason: str, level: int = logging.WARNING) -> None:
         key = (name, reason)
-        seen = self.counts.get(key)
-        if seen is None:
-            self.counts[key] = [1, job_id]
-            self.level[key] = level
-        else:
-            seen[0] += 1
+        with self.lock:
+            seen = self.counts.get(key)
+            if seen is None:
+                self.counts[key] = [1, job_id]
+                self.level[key] = level
+            else:
+                seen[0] += 1
 
     def flush(self) -> None:
         """Log each (field, reason) once, then forget them."""
-        for (name, reason), (count, example) in sorted(self.counts.items()):
+        with self.lock:
+            noted, levels = sorted(self.counts.items()), dict(self.level)
+            self.counts.clear()
+            self.level.clear()
+        for (name, reason), (count, example) in noted:
             jobs = f"{count:,} job{'s' if count != 1 else ''}"
-            log.log(self.level[(name, reason)], "%s: %s %s (e.g. job %s)", jobs, name, reason, example)
-        self.counts.clear()
-        self.level.clear()
+            log.log(levels[(name, reason)], "%s: %s %s (e.g. job %s)", jobs, name, reason, example)
 
 
 def type_name(value: Any) -> str:

@@ -5,13 +5,13 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Connection, Dialect, Insert, Table, delete, insert, select, update
+from sqlalchemy import Connection, Table, delete, insert, select, update
 
 from archiver import normalize
+from archiver.bulk import JSONText, executemany
 from archiver.db import to_json
 from archiver.models import (
     CHILD_TABLES,
@@ -19,7 +19,6 @@ from archiver.models import (
     integrations,
     job_history,
     jobs,
-    metadata,
     rejected_items,
     result_files,
     tags,
@@ -40,6 +39,22 @@ class PageCounts:
     known: int = 0  # jobs that were in the archive before this page was written
     returned: int = 0  # jobs marked vanished that are listed again
     quiet: bool = False  # every job already archived, unchanged and not in flight: the stop signal
+
+
+@dataclass
+class Batch:
+    """One page's items made ready to write, off the writer's thread when the walk prefetches:
+    the jobs as (received, canonical values), their content hashes by id, the items that are not jobs."""
+
+    jobs: list[Job]
+    hashes: dict[str, str]
+    bad: list[tuple[int, str, Any]]
+
+
+def make_batch(items: list[Any], notes: Notes, provider: str) -> Batch:
+    good, bad = split_items(items)
+    jobs = [(job, normalize.job(job, notes, provider)) for job in good]
+    return Batch(jobs, {canon["id"]: content_hash(job) for job, canon in jobs}, bad)
 
 
 def canonical_json(value: Any) -> str:
@@ -70,20 +85,6 @@ def content_hash(job: JSONObj) -> str:
     return hashlib.sha256(canonical_json(job).encode()).hexdigest()
 
 
-@cache
-def upsert_jobs_statement(dialect: str) -> Insert:
-    if dialect == "postgresql":  # imported here: a SQLite run need not load the PostgreSQL dialect
-        from sqlalchemy.dialects import postgresql as backend
-    else:
-        from sqlalchemy.dialects import sqlite as backend  # type: ignore[no-redef]
-    stmt = backend.insert(jobs)
-    keep = {"id", "first_seen_at"}
-    return stmt.on_conflict_do_update(
-        index_elements=[jobs.c.id],
-        set_={c.name: stmt.excluded[c.name] for c in jobs.c if c.name not in keep},
-    )
-
-
 def stored(conn: Connection, ids: list[str]) -> dict[str, tuple[str, bool]]:
     """id -> (content hash, vanished) of the archived ones among `ids`."""
     found: dict[str, tuple[str, bool]] = {}
@@ -105,7 +106,7 @@ def job_rows(job: JSONObj, canon: JSONObj) -> tuple[JSONObj, dict[Table, list[JS
     """The `jobs` row of one job, and its rows in each child table."""
     job_id = canon["id"]
     row = {k: canon[k] for k in JOB_COLUMNS}
-    row["raw"] = job
+    row["raw"] = JSONText(to_json(job))  # serialized once: jobs.raw and job_history.raw bind this text
     children: dict[Table, list[JSONObj]] = {t: [] for t in CHILD_TABLES}
     if canon["error"]:
         children[errors].append({"job_id": job_id, **canon["error"]})
@@ -132,11 +133,15 @@ JOB_COLUMNS = (
 INTEGRATION_COLUMNS = ("type", "wandb_project", "wandb_name", "wandb_entity", "settings")
 
 
-def upsert_page(conn: Connection, page: list[Job], run_id: int, now: float) -> PageCounts:
+def upsert_page(
+    conn: Connection, page: list[Job], run_id: int, now: float, hashes: dict[str, str] | None = None
+) -> PageCounts:
     """Write one page of jobs: only new or changed jobs are touched; unchanged ones write nothing
-    (but a job that had vanished and is listed again loses its mark)."""
+    (but a job that had vanished and is listed again loses its mark). `hashes`: their content
+    hashes by id, when already taken (make_batch)."""
     by_id = {canon["id"]: (job, canon) for job, canon in page}  # last wins: see executemany
-    hashes = {job_id: content_hash(job) for job_id, (job, _) in by_id.items()}
+    if hashes is None:
+        hashes = {job_id: content_hash(job) for job_id, (job, _) in by_id.items()}
     before = stored(conn, list(by_id))
     changed = [job_id for job_id, h in hashes.items() if before.get(job_id, ("", False))[0] != h]
     counts = PageCounts(unchanged=len(by_id) - len(changed), known=len(before))
@@ -209,35 +214,6 @@ def rederive_all(conn: Connection, batch: int = 1000) -> None:
                 conn, page, [r.id], {r.id: content_hash(r.raw)}, r.last_sync_run_id, r.last_seen_at, False
             )
     notes.counts.clear()
-
-
-def executemany(conn: Connection, table: Table, rows: list[JSONObj], upsert: bool = False) -> None:
-    """Bulk INSERT (or the jobs upsert) handed straight to the driver.
-
-    SQLAlchemy's per-row parameter processing was a third of a first sync's time; here the
-    statement is compiled once per table and backend, and JSON columns are serialized once.
-    """
-    if not rows:
-        return
-    sql, order, json_columns = compiled_insert(conn.dialect, table.name, tuple(rows[0]), upsert)
-    if order is None:  # named parameters (psycopg)
-        params: list[Any] = [{**row, **{k: to_json(row[k]) for k in json_columns}} for row in rows]
-    else:  # positional (sqlite3): one tuple per row, JSON serialized on the way
-        getters = [(k, k in json_columns) for k in order]
-        params = [tuple(to_json(row[k]) if js else row[k] for k, js in getters) for row in rows]
-    conn.exec_driver_sql(sql, params)
-
-
-@cache
-def compiled_insert(
-    dialect: Dialect, table: str, keys: tuple[str, ...], upsert: bool
-) -> tuple[str, tuple[str, ...] | None, tuple[str, ...]]:
-    """SQL text, parameter order (None: named parameters) and the JSON columns, for these keys."""
-    stmt = upsert_jobs_statement(dialect.name) if upsert else insert(metadata.tables[table])
-    compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
-    order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
-    json_columns = tuple(k for k in keys if isinstance(metadata.tables[table].c[k].type, JSON))
-    return str(compiled), order, json_columns
 
 
 def split_items(items: list[Any]) -> tuple[list[JSONObj], list[tuple[int, str, Any]]]:

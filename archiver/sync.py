@@ -33,55 +33,25 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from archiver import ledger, normalize
-from archiver.client import Api, Page, fetch_job, iter_pages
+from archiver.client import Api, Page, ahead, fetch_job, iter_pages
 from archiver.db import database_error
 from archiver.errors import ApiError, ArchiverError, Interrupted
 from archiver.ledger import Gap
-from archiver.store import JSONObj, PageCounts, quarantine, split_items, upsert_page
+from archiver.result import SyncResult
+from archiver.store import Batch, JSONObj, PageCounts, make_batch, quarantine, upsert_page
+
+__all__ = ["SyncResult", "sync"]
 
 log = logging.getLogger(__name__)
 
 RETRY_BLOCKED_AFTER = 86400.0  # a route that refused to page is asked again a day later
-
-
-@dataclass
-class SyncResult:
-    run_id: int
-    mode: str
-    pages: int = 0
-    requests: int = 0
-    seen: int = 0
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: int = 0
-    vanished: int = 0
-    partial: str | None = None  # why part of the history is unreachable through this route
-    migrated_from: str | None = None  # the schema revision before this run migrated it, if it did
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def counters(self) -> dict[str, int]:
-        """The counters as sync_runs stores them (column -> value)."""
-        return {
-            "pages": self.pages,
-            "requests": self.requests,
-            "jobs_seen": self.seen,
-            "jobs_inserted": self.inserted,
-            "jobs_updated": self.updated,
-            "jobs_unchanged": self.unchanged,
-            "jobs_rejected": self.rejected,
-        }
 
 
 @dataclass
@@ -173,33 +143,47 @@ def walk_all(run: Run) -> None:
 
 def walk(run: Run, w: Walk) -> None:
     """Fetch and write pages until the walk's kind says stop. Walks that end only at the end of
-    their gaps or of the listing fetch the next page while this one is written."""
+    their gaps or of the listing fetch, normalize and hash the next pages on another thread while
+    this one is written."""
     prefetch = not run.blocked and (w.kind == "full" or any(g.until_id is None for g in w.held))
-    pages, received = iter_pages(run.api, run.limit, w.after, prefetch=prefetch), 0
-    while True:
-        try:
-            page = next(pages)
-        except StopIteration:
-            return end_walk(run, w, None)
-        except ApiError as e:
-            if e.status != 400 or (received == 0 and w.after is None):
-                raise
-            known = run.blocked or any(g.blocked_reason for g in w.held)  # the route refused cursors before
-            if received == 0 and not known:  # a stored cursor was refused: its job may be gone
-                log.warning("the API refused to resume after %s (%s); walking from the head", w.after, e)
-                w.after, w.started_at_head = None, True
-                pages = iter_pages(run.api, run.limit, None, prefetch=prefetch)
-                continue
-            reason = f"this provider's pagination does not work through the gateway ({e})"
-            return end_walk(run, w, reason, refused_now=True)
-        received += 1
-        counts, jobs = write(run, w, page)
-        if not page.has_more:
-            return end_walk(run, w, None)
-        if stop_here(run, w, counts, jobs):
-            return
-        if run.blocked:  # known to refuse cursors: do not ask again this run
-            return end_walk(run, w, run.blocked)
+    pages, received = batches(run, w.after, prefetch), 0
+    try:
+        while True:
+            try:
+                page, batch = next(pages)
+            except StopIteration:
+                return end_walk(run, w, None)
+            except ApiError as e:
+                if e.status != 400 or (received == 0 and w.after is None):
+                    raise
+                known = run.blocked or any(g.blocked_reason for g in w.held)  # refused cursors before
+                if received == 0 and not known:  # a stored cursor was refused: its job may be gone
+                    log.warning("the API refused to resume after %s (%s); walking from the head", w.after, e)
+                    w.after, w.started_at_head = None, True
+                    pages = batches(run, None, prefetch)
+                    continue
+                reason = f"this provider's pagination does not work through the gateway ({e})"
+                return end_walk(run, w, reason, refused_now=True)
+            received += 1
+            counts, jobs = write(run, w, page, batch)
+            if not page.has_more:
+                return end_walk(run, w, None)
+            if stop_here(run, w, counts, jobs):
+                return
+            if run.blocked:  # known to refuse cursors: do not ask again this run
+                return end_walk(run, w, run.blocked)
+    finally:
+        pages.close()  # a prefetching thread stops before its next page
+
+
+def batches(run: Run, after: str | None, prefetch: bool) -> Generator[tuple[Page, Batch], None, None]:
+    """The walk's pages from `after`, each with its batch. With `prefetch`, one thread fetches
+    (asking for the next page as soon as one arrives) and another normalizes and hashes."""
+    pages = (
+        (page, make_batch(page.items, run.notes, page.provider or run.provider))
+        for page in iter_pages(run.api, run.limit, after, prefetch=prefetch)
+    )
+    return ahead(pages, 1) if prefetch else pages
 
 
 def end_walk(run: Run, w: Walk, blocked: str | None, refused_now: bool = False) -> None:
@@ -227,12 +211,11 @@ def stop_here(run: Run, w: Walk, counts: PageCounts, jobs: list[JSONObj]) -> boo
     return w.quiet and settle(run, jobs[-1]["created_at"] if jobs else None, may_page=True)
 
 
-def write(run: Run, w: Walk, page: Page) -> tuple[PageCounts, list[JSONObj]]:
+def write(run: Run, w: Walk, page: Page, batch: Batch | None = None) -> tuple[PageCounts, list[JSONObj]]:
     """One transaction: the jobs, the rejected items, the walk's gaps and the run's counters."""
     now = time.time()
-    good, bad = split_items(page.items)
-    provider = page.provider or run.provider
-    jobs = [(job, normalize.job(job, run.notes, provider)) for job in good]
+    batch = batch or make_batch(page.items, run.notes, page.provider or run.provider)
+    jobs, bad = batch.jobs, batch.bad
     canons = [c for _, c in jobs]
     listing = w.kind != "get"
     closed, moved = track_gaps(run, w, page, canons) if listing else ([], [])
@@ -241,7 +224,7 @@ def write(run: Run, w: Walk, page: Page) -> tuple[PageCounts, list[JSONObj]]:
         if page.truncated:
             moved = mark_blocked(run, w, NO_HAS_MORE)
     with run.engine.begin() as conn:
-        counts = upsert_page(conn, jobs, run.result.run_id, now)
+        counts = upsert_page(conn, jobs, run.result.run_id, now, batch.hashes)
         if bad:
             log.warning(
                 "%d items of the page after %s are not jobs; kept in rejected_items", len(bad), page.after

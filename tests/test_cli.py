@@ -165,6 +165,18 @@ def test_version_and_every_command_has_help_with_an_example() -> None:
     assert "PORTKEY_VIRTUAL_KEY" in runner.invoke(cli, ["sync", "--help"]).output
 
 
+def test_version_and_help_load_neither_the_database_nor_the_http_stack() -> None:
+    """Start-up: each command imports what it needs when it runs (benchmarks/run.py times it)."""
+    probe = (
+        "import sys; from archiver.cli import cli, main; "
+        "print([m for m in ('sqlalchemy', 'httpx', 'alembic', 'psycopg') if m in sys.modules]); "
+        "from archiver import reports; "
+        "print((main.FORMATS, main.MAX_INT) == (reports.FORMATS, reports.MAX_INT))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert loaded.stdout.split() == ["[]", "True"]
+
+
 def test_unreachable_api_is_one_line_exit_1(tmp_path: Path) -> None:
     db_path = tmp_path / "a.db"
     env = cli_env("http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=str(db_path), ARCHIVER_MAX_RETRIES="0")

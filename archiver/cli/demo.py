@@ -9,14 +9,9 @@ from pathlib import Path
 
 import click
 
-from archiver import reports
-from archiver.archive import Archive
 from archiver.cli.main import cli, note, output_options
 from archiver.cli.sync import summary
 from archiver.errors import ConfigError
-from archiver.fake import API_KEY, VIRTUAL_KEY, FakeApi, serve
-from archiver.generate import IN_FLIGHT, add_new_jobs, finish_job, make_jobs
-from archiver.portkey import Portkey
 
 NEXT_STEPS = """
 Next, try:
@@ -50,6 +45,12 @@ def demo_command(database: str, jobs: int, seed: int) -> None:
     Example:
       archiver demo && archiver report failure_reasons --db demo.db
     """
+    from archiver import reports
+    from archiver.archive import Archive
+    from archiver.fake import API_KEY, VIRTUAL_KEY, FakeApi, serve
+    from archiver.generate import IN_FLIGHT, add_new_jobs, finish_job, make_jobs
+    from archiver.portkey import Portkey
+
     if Path(database).exists():
         raise ConfigError(f"{database} exists: remove it, or give --db a new file")
     rng = random.Random(seed)

@@ -3,14 +3,21 @@
 import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from archiver import __version__, log
-from archiver.archive import Archive
 from archiver.errors import ArchiverError, Interrupted
-from archiver.reports import FORMATS
+
+if TYPE_CHECKING:
+    from archiver.archive import Archive
+
+# The commands import what they need when they run: `archiver --version` and `--help` load only
+# click, and a sync loads neither the reports, the dashboard nor the demo. So these two are
+# reports.FORMATS and reports.MAX_INT, repeated (tests/test_cli.py checks they agree).
+FORMATS = ("table", "csv", "json", "markdown")
+MAX_INT = 2**63 - 1
 
 ENV_HELP = """
 \b
@@ -164,8 +171,10 @@ def format_option(*extra: str) -> Callable[[Callable[..., Any]], Callable[..., A
     )
 
 
-def open_archive(database: str) -> Archive:
+def open_archive(database: str) -> "Archive":
     """The archive named by --db; a password in its URL joins the log redaction."""
+    from archiver.archive import Archive
+
     archive = Archive(database)
     if archive.url.password:
         log.redact.secrets.add(str(archive.url.password))

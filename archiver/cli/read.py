@@ -4,10 +4,7 @@ from typing import Any
 
 import click
 
-from archiver import reports
-from archiver.archive import parse_age
-from archiver.cli.main import cli, db_option, format_option, note, open_archive, output_options
-from archiver.db import head, show_url
+from archiver.cli.main import MAX_INT, cli, db_option, format_option, note, open_archive, output_options
 from archiver.errors import ConfigError
 
 
@@ -16,6 +13,8 @@ def render(columns: list[str], rows: list[tuple[Any, ...]], fmt: str, title: str
         from archiver.dashboard import render_table
 
         return render_table(title, columns, rows)
+    from archiver import reports
+
     return reports.render(columns, rows, fmt)
 
 
@@ -40,6 +39,8 @@ def db_upgrade(database: str) -> None:
     Example:
       archiver db upgrade --db postgresql://archiver@db.internal/archive
     """
+    from archiver.db import show_url
+
     with open_archive(database) as archive:
         archive.upgrade()
         note(f"Schema at {archive.revision()} (head) in {show_url(archive.url)}")
@@ -55,6 +56,8 @@ def db_current(database: str) -> None:
     Example:
       archiver db current --db archive.db
     """
+    from archiver.db import head
+
     with open_archive(database) as archive:
         now = archive.revision()
     click.echo(f"{now or 'empty'}{' (head)' if now == head() else f' (head is {head()})'}")
@@ -67,7 +70,7 @@ def db_current(database: str) -> None:
     "--limit",
     default=20,
     show_default=True,
-    type=click.IntRange(1, reports.MAX_INT),
+    type=click.IntRange(1, MAX_INT),
     help="How many runs to show.",
 )
 @format_option("html")
@@ -91,6 +94,8 @@ class Age(click.ParamType):  # type: ignore[type-arg]  # generic only in click's
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         if isinstance(value, int | float):
             return float(value)
+        from archiver.archive import parse_age
+
         try:
             return parse_age(value)
         except ConfigError:
@@ -149,6 +154,8 @@ def report_command(
       archiver report monthly_activity --since 2026-01-01 --format csv
       archiver report job_timeline --param job_id=ftjob-abc123
     """
+    from archiver import reports
+
     if name is None:
         listing = [
             (n, " ".join(p.usage() for p in reports.parameters(n)), reports.describe(n))

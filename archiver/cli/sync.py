@@ -1,17 +1,18 @@
 """`archiver sync`: options and environment in, Archive.sync, a summary line (or JSON) out."""
 
+from __future__ import annotations
+
 import json
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from archiver import log
-from archiver.archive import Archive, human
 from archiver.cli.main import (
     ENV_HELP,
     cli,
@@ -22,10 +23,12 @@ from archiver.cli.main import (
     open_archive,
     output_options,
 )
-from archiver.db import head, show_url
 from archiver.errors import ArchiverError, Interrupted, RejectedItems
 from archiver.portkey import HOSTED, Portkey
-from archiver.sync import SyncResult
+
+if TYPE_CHECKING:  # the run itself imports them: --help needs neither SQLAlchemy nor httpx
+    from archiver.archive import Archive
+    from archiver.sync import SyncResult
 
 
 def setting(
@@ -97,6 +100,8 @@ def sync_command(
     try:
         route = Portkey.from_env(base_url=base_url, ca_bundle=ca_bundle)  # checked before any file is made
         archive = open_archive(database)
+        from archiver.db import show_url
+
         report["database"] = show_url(archive.url)
         with archive:
             result = run(archive, route, report, migrate=not no_migrate, **options)
@@ -136,6 +141,8 @@ def run(archive: Archive, route: Portkey, report: dict[str, Any], **options: Any
 
 
 def migrated(old: str) -> None:
+    from archiver.db import head
+
     note(f"Migrated the archive's schema from {old} to {head()}")
 
 
@@ -175,6 +182,8 @@ def stop_on_signals() -> None:
 
 def progress() -> Any:
     """A line updated in place on a terminal: pages, jobs, new and changed, rate and elapsed time."""
+    from archiver.archive import human
+
     started = time.monotonic()
 
     def show(r: SyncResult) -> None:
@@ -191,6 +200,8 @@ def progress() -> Any:
 
 
 def summary(r: SyncResult, where: str) -> str:
+    from archiver.archive import human
+
     end = "\n" if sys.stderr.isatty() and not meta("quiet") else ""
     rejected = f", {r.rejected:,} rejected" if r.rejected else ""
     vanished = f", {r.vanished:,} vanished" if r.vanished else ""
