@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from archiver import db, ledger, reports
+from archiver import db, ledger, lock, reports
 from archiver.client import Settings, make_api
 from archiver.errors import ConfigError
 from archiver.portkey import Portkey
@@ -152,7 +152,7 @@ class Archive:
             ca_bundle=route.ca_bundle,
         )
         engine = self.engine(write=True)
-        with self._database_errors(), db.run_lock(engine):
+        with self._database_errors(), lock.run_lock(engine):
             migrated = db.ensure_schema(engine, migrate=migrate)
             if migrated and on_migrate:
                 on_migrate(migrated)
@@ -168,7 +168,7 @@ class Archive:
 
         Raises DatabaseError or TryLater (a sync is running)."""
         engine = self.engine(write=True)
-        with self._database_errors(), db.run_lock(engine):
+        with self._database_errors(), lock.run_lock(engine):
             return db.ensure_schema(engine, migrate=True)
 
     def revision(self) -> str | None:
@@ -240,7 +240,7 @@ class Archive:
                 last = reports.last_run(conn) if synced else None
                 ok = reports.last_run(conn, "succeeded") if synced else None
                 coverage = ledger.coverage(conn) if synced else []
-            killed = last is not None and last.status == "running" and not db.sync_running(engine)
+            killed = last is not None and last.status == "running" and not lock.sync_running(engine)
         lines = verdict(last, ok, limit, time.time(), killed)
         return Health(lines[0].split(":")[0], lines, ok._asdict() if ok else None, coverage)
 

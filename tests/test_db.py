@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from archiver import db
+from archiver import db, lock
 from tests.conftest import PG_URL, assert_archive_equals, cli_env, pg_admin, run_cli
 from tests.fake_api import FakeApi, make_jobs
 
@@ -123,7 +123,7 @@ def test_a_sql_ascii_postgresql_database_archives_utf8_text(
 
 def test_db_upgrade_takes_the_run_lock(db_url: str) -> None:
     engine = db.make_engine(db.parse_url(db_url))
-    with db.run_lock(engine):  # as a running sync holds it
+    with lock.run_lock(engine):  # as a running sync holds it
         blocked = run_cli("db", "upgrade", env=cli_env("http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=db_url))
     assert blocked.returncode == 75, blocked.stderr
     [line] = blocked.stderr.splitlines()
