@@ -34,7 +34,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
@@ -61,7 +61,6 @@ class Walk:
     kind: str  # "head" (to a stop page), "gap" (through a gap), "full" (to the end)
     after: str | None
     held: list[Gap]
-    passed_newest: bool = False  # a head walk has met the archive (its own gap is closed)
     quiet: bool = False  # a head walk has seen a page of known, unchanged, settled jobs
     started_at_head: bool = True
     listed: set[str] | None = None  # ids seen, when a full walk is to mark the missing as vanished
@@ -130,7 +129,7 @@ def walk_all(run: Run) -> None:
     own = Gap(None, None, *(run.newest or (None, None)))  # the head walk's gap, stored once needed
     kind = "full" if run.full else "head"
     listed: set[str] | None = set() if run.full and run.newest else None
-    walk(run, Walk(kind, None, [own], passed_newest=run.newest is None, listed=listed))
+    walk(run, Walk(kind, None, [own], listed=listed))
     for gap in list(run.gaps):
         if gap in run.gaps and (gap.blocked_at is None or run.blocked is None):
             walk(run, Walk("gap", gap.after_id, [gap], started_at_head=gap.after_id is None))
@@ -235,21 +234,19 @@ def write(run: Run, w: Walk, page: Page, batch: Batch | None = None) -> tuple[Pa
         for gap in moved:
             ledger.save_gap(conn, gap, run.result.run_id, now)
         r = run.result
-        totals = {  # applied to the result once committed: a rolled-back page counts for nothing
-            "seen": r.seen + len(jobs),
-            "inserted": r.inserted + counts.inserted,
-            "updated": r.updated + counts.updated,
-            "unchanged": r.unchanged + counts.unchanged,
-            "rejected": r.rejected + len(bad),
-            "requests": run.api.requests,
-            "pages": r.pages + listing,
-        }
+        after = replace(  # the result once committed: a rolled-back page counts for nothing
+            r,
+            seen=r.seen + len(jobs),
+            inserted=r.inserted + counts.inserted,
+            updated=r.updated + counts.updated,
+            unchanged=r.unchanged + counts.unchanged,
+            rejected=r.rejected + len(bad),
+            requests=run.api.requests,
+            pages=r.pages + listing,
+        )
         if counts.inserted or counts.updated or counts.returned or bad or closed or moved:
-            ledger.save_run(
-                conn, r.run_id, **{**r.counters(), **{COLUMN.get(k, k): v for k, v in totals.items()}}
-            )
-    for key, value in totals.items():
-        setattr(r, key, value)
+            ledger.save_run(conn, r.run_id, **after.counters())
+    run.result = after
     run.gaps = [g for g in run.gaps if g not in closed] + [g for g in moved if g not in run.gaps]
     for canon in canons:
         run.pending.pop(canon["id"], None)
@@ -262,8 +259,6 @@ def write(run: Run, w: Walk, page: Page, batch: Batch | None = None) -> tuple[Pa
     return counts, canons
 
 
-COLUMN = {"seen": "jobs_seen", "inserted": "jobs_inserted", "updated": "jobs_updated"}
-COLUMN |= {"unchanged": "jobs_unchanged", "rejected": "jobs_rejected"}
 NO_HAS_MORE = "the API's pages carry no has_more, so nothing beyond the first page can be reached"
 
 
@@ -276,8 +271,6 @@ def track_gaps(run: Run, w: Walk, page: Page, canons: list[JSONObj]) -> tuple[li
     closed = [g for g in w.held if any(g.closes_at(c) for c in canons)]
     if not page.has_more and not page.truncated:
         closed = list(w.held) + ([g for g in run.gaps if g not in w.held] if w.started_at_head else [])
-    if w.kind != "gap" and w.held and w.held[0].id is None and w.held[0] in closed:
-        w.passed_newest = True
     w.held = [g for g in w.held if g not in closed]
     for gap in w.held:  # this page was reached, so the route pages (again)
         gap.after_id, gap.blocked_reason, gap.blocked_at = page.last_id, None, None
