@@ -39,12 +39,12 @@ def resource_path(name: str) -> Path:
     return Path(__file__).resolve().parent.parent / name
 
 
-def to_json(value: Any, sort_keys: bool = False) -> str:
+def to_json(value: Any) -> str:
     """JSON text, fast (orjson); integers beyond 64 bits or lone surrogates take the stdlib's way."""
     try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else None).decode()
+        return orjson.dumps(value).decode()
     except TypeError:
-        return json.dumps(value, sort_keys=sort_keys)
+        return json.dumps(value)
 
 
 def parse_url(value: str) -> URL:

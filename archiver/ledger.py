@@ -1,13 +1,12 @@
 """What the archive knows about its runs and its coverage: run records, open gaps, jobs in flight."""
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from archiver import normalize
+from archiver import normalize, reports
 from archiver.models import jobs, sync_gaps, sync_runs
 from archiver.store import JSONObj, chunks
 
@@ -122,9 +121,5 @@ def coverage(conn: Connection) -> list[str]:
             where = f"after job {gap.after_id}" if gap.after_id else "from the head"
             end = f"up to job {gap.until_id}" if gap.until_id else "to the end of the history"
             lines.append(f"coverage: a run was cut off; the next sync walks the jobs {where} {end}")
-    since = [f"coverage: partial: {why} (since {utc(opened)})" for why, opened in blocked.items()]
+    since = [f"coverage: partial: {why} (since {reports.utc(opened)})" for why, opened in blocked.items()]
     return since + lines
-
-
-def utc(seconds: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(seconds or 0))
