@@ -127,7 +127,7 @@ def ahead(items: Iterator[T], depth: int) -> Generator[T, None, None]:
     Depth 2 lets the thread send the next request as soon as a page arrives, before the caller
     (which holds the GIL while it writes) has taken it: a page's wait is not lengthened by a
     thread switch. An error is raised in the caller where its item would have been; closing the
-    iterator stops the thread before its next item.
+    iterator stops the thread before its next item and waits for the item in progress.
     """
     handoff: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
     credit, stop = threading.Semaphore(depth), threading.Event()
@@ -147,7 +147,8 @@ def ahead(items: Iterator[T], depth: int) -> Generator[T, None, None]:
             if isinstance(items, Generator):
                 items.close()  # an `ahead` it draws from stops too
 
-    threading.Thread(target=produce, daemon=True).start()
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
     try:
         while True:
             ok, value = handoff.get()
@@ -160,6 +161,9 @@ def ahead(items: Iterator[T], depth: int) -> Generator[T, None, None]:
     finally:
         stop.set()
         credit.release()
+        # Wait for a request in flight (at most its timeout): the caller closes the HTTP client
+        # next, and a request cut off by that would be retried and logged after the run ended.
+        producer.join()
 
 
 def fetch_page(api: Api, limit: int, after: str | None) -> Page:

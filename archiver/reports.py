@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import wcwidth
@@ -48,10 +49,12 @@ class Param:
         return f"[{self.name}={self.default}]" if self.type != "time" else f"[{self.name}]"
 
 
-def names() -> list[str]:
-    return sorted(p.stem for p in resource_path("sql").glob("*.sql"))
+@cache  # the sql/ files ship with the package: read once per process
+def names() -> tuple[str, ...]:
+    return tuple(sorted(p.stem for p in resource_path("sql").glob("*.sql")))
 
 
+@cache
 def load(name: str) -> str:
     if name not in names():
         raise ConfigError(f"no report named {name!r}; the reports are: {', '.join(names())}")

@@ -8,6 +8,7 @@ import os
 import pwd
 import random
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -15,6 +16,7 @@ import traceback
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +35,28 @@ NOBODY = pwd.getpwnam("nobody")
 Result = subprocess.CompletedProcess[str]
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def enterable_by_all(path: Path) -> Iterator[None]:
+    """The child imports archiver's modules and reads its sql/ from the checkout (and its .venv):
+    for the test, let others enter the folders above it that they cannot (say, a `mktemp -d`)."""
+    changed = [(p, p.stat().st_mode) for p in (path, *path.parents) if not p.stat().st_mode & stat.S_IXOTH]
+    try:
+        for p, mode in changed:
+            p.chmod(mode | stat.S_IXOTH)
+        yield
+    finally:
+        for p, mode in changed:
+            p.chmod(mode)
+
+
 def run_cli_as_nobody(*args: str, env: dict[str, str], cwd: Path) -> Result:
     """The CLI in a forked child that dropped root for nobody. No exec: the interpreter may live where
     nobody cannot read it (CI's is under /root), so the child runs the modules this process loaded."""
     reports.names()  # what the child imports lazily it imports from here, where root may read it
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with enterable_by_all(ROOT), tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12+: fork with threads running
             pid = os.fork()
