@@ -50,8 +50,8 @@ class Param:
 
 
 @cache  # the sql/ files ship with the package: read once per process
-def names() -> tuple[str, ...]:
-    return tuple(sorted(p.stem for p in resource_path("sql").glob("*.sql")))
+def names() -> list[str]:
+    return sorted(p.stem for p in resource_path("sql").glob("*.sql"))
 
 
 @cache
