@@ -46,19 +46,28 @@ def file_lock(path: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").split()
-            raise TryLater(busy_message(*holder[:2])) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {time.time():.0f}\n".encode(), 0)
+            raise TryLater(busy_message(*holder_line(fd))) from None
+        os.pwrite(fd, f"{os.getpid():>10} {time.time():>12.0f}\n".encode(), 0)  # one fixed-width write
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def holder_line(fd: int) -> list[str]:
+    """The holder's "pid since"; it writes them just after taking the lock, so wait a moment for them."""
+    deadline = time.monotonic() + 0.5
+    while True:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").split()
+        if len(holder) >= 2 or time.monotonic() > deadline:
+            return holder[:2]
+        time.sleep(0.01)
 
 
 @contextmanager
 def advisory_lock(engine: Engine) -> Iterator[None]:
     """A session advisory lock on a connection held for the run; it ends with the connection."""
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(f"SET application_name = 'archiver sync pid={os.getpid()}'"))  # before: no race
         got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:a, :b)"), LOCK_KEY).scalar()
         if not got:
             holder = conn.execute(
@@ -72,7 +81,6 @@ def advisory_lock(engine: Engine) -> Iterator[None]:
             ).first()
             pid = holder[0].rpartition("pid=")[2] if holder and holder[0] else "?"
             raise TryLater(busy_message(pid, str(holder[1]) if holder else None))
-        conn.execute(sa.text(f"SET application_name = 'archiver sync pid={os.getpid()}'"))
         try:
             yield
         finally:
