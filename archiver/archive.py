@@ -108,6 +108,7 @@ class Archive:
         *,
         full: bool = False,
         limit: int = 100,
+        parallel: int = 4,
         migrate: bool = True,
         timeout: float = 30.0,
         max_retries: int = 5,
@@ -126,6 +127,8 @@ class Archive:
             route: where and how to reach the gateway (`Portkey.from_env()` or `Portkey(...)`).
             full: walk the whole history instead of stopping at known jobs.
             limit: jobs per page to ask for.
+            parallel: with `full`, how many parts of an archived history to fetch at once (1: one
+                walk from the head). Writing stays one page at a time in one thread.
             migrate: bring an older schema to the current one; False refuses it instead.
             timeout, max_retries, retry_after_cap, retry_backoff, max_time: the HTTP retry policy
                 (seconds; see the README's "Faults" section). `max_time` bounds the whole run.
@@ -158,7 +161,13 @@ class Archive:
                 on_migrate(migrated)
             with make_api(settings) as api:
                 result = sync(
-                    api, engine, full=full, limit=limit, provider=route.provider_name, on_page=on_page
+                    api,
+                    engine,
+                    full=full,
+                    limit=limit,
+                    parallel=parallel,
+                    provider=route.provider_name,
+                    on_page=on_page,
                 )
         result.migrated_from = migrated
         return result

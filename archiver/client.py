@@ -2,24 +2,23 @@
 
 import email.utils
 import logging
-import queue
 import random
 import re
 import ssl
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from archiver.errors import ApiError, AuthError, ConfigError, TryLater
+from archiver.streams import ahead
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
@@ -45,6 +44,7 @@ class Api:
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     requests: int = 0
+    counting: threading.Lock = field(default_factory=threading.Lock, repr=False)  # walks in parallel
     started: float = field(default_factory=time.monotonic)
 
     def __enter__(self) -> "Api":
@@ -119,51 +119,6 @@ def walk_pages(api: Api, limit: int, after: str | None) -> Iterator[Page]:
         yield page
         if not page.has_more:
             return
-
-
-def ahead(items: Iterator[T], depth: int) -> Generator[T, None, None]:
-    """`items`, produced in a daemon thread at most `depth` items ahead of the caller.
-
-    Depth 2 lets the thread send the next request as soon as a page arrives, before the caller
-    (which holds the GIL while it writes) has taken it: a page's wait is not lengthened by a
-    thread switch. An error is raised in the caller where its item would have been; closing the
-    iterator stops the thread before its next item and waits for the item in progress.
-    """
-    handoff: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
-    credit, stop = threading.Semaphore(depth), threading.Event()
-
-    def produce() -> None:
-        try:
-            while credit.acquire() and not stop.is_set():
-                try:
-                    handoff.put((True, next(items)))
-                except StopIteration:
-                    handoff.put((False, None))
-                    return
-                except BaseException as e:  # handed to the caller's thread as it is
-                    handoff.put((False, e))
-                    return
-        finally:
-            if isinstance(items, Generator):
-                items.close()  # an `ahead` it draws from stops too
-
-    producer = threading.Thread(target=produce, daemon=True)
-    producer.start()
-    try:
-        while True:
-            ok, value = handoff.get()
-            if not ok:
-                if value is None:
-                    return
-                raise value
-            credit.release()
-            yield value
-    finally:
-        stop.set()
-        credit.release()
-        # Wait for a request in flight (at most its timeout): the caller closes the HTTP client
-        # next, and a request cut off by that would be retried and logged after the run ended.
-        producer.join()
 
 
 def fetch_page(api: Api, limit: int, after: str | None) -> Page:
@@ -251,7 +206,8 @@ def attempt_json(api: Api, path: str, params: dict[str, Any]) -> tuple[dict[str,
         if left <= 0:
             raise ApiError(f"{where}: out of time (--max-time {api.settings.max_time:g}s)")
         timeout = httpx.Timeout(min(api.settings.timeout, left), connect=min(5.0, api.settings.timeout, left))
-    api.requests += 1
+    with api.counting:
+        api.requests += 1
     try:
         response = api.http.get(path, params=params, timeout=timeout)
     except httpx.TimeoutException:

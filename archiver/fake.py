@@ -113,7 +113,8 @@ class FakeApi:
         if parts[-2:] == ["fine_tuning", "jobs"]:
             if self.delay:
                 time.sleep(self.delay)
-            self.pages_served += 1
+            with self.lock:  # walks in parallel ask at once
+                self.pages_served += 1
             return self.list_page(params)
         if parts[-3:-1] == ["fine_tuning", "jobs"]:
             return self.one_job(unquote(parts[-1]))

@@ -97,6 +97,19 @@ def newest_job(conn: Connection) -> tuple[str, int | None] | None:
     return (row[0], row[1]) if row else None
 
 
+def spaced_jobs(conn: Connection, n: int, limit: int) -> list[tuple[str, int | None]]:
+    """Up to n - 1 listed jobs, newest first, that cut the archived history into parts of about as
+    many whole pages each: where the segments of a parallel walk start. Each is the last job of a
+    page, so the part before it ends with a whole page."""
+    listed = jobs.c.vanished_at.is_(None) & jobs.c.created_at.is_not(None)
+    pages = -(-conn.execute(select(func.count()).where(listed)).scalar_one() // limit)
+    parts = min(n, pages)
+    query = select(jobs.c.id, jobs.c.created_at).where(listed)
+    query = query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(1)
+    cuts = [conn.execute(query.offset(round(k * pages / parts) * limit - 1)).first() for k in range(1, parts)]
+    return [(row[0], row[1]) for row in cuts if row is not None]
+
+
 def mark_vanished(conn: Connection, ids: list[str], now: float) -> None:
     for chunk in chunks(ids):
         conn.execute(

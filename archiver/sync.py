@@ -16,6 +16,10 @@ Each kind of walk keeps it, because each page's jobs and the walk's gaps commit 
   reaching U. Cut off at any page, the jobs it did not reach are inside its gap.
 - A gap walk resumes a gap after A, moves A along with every page and closes the gap at U.
 - A full walk is a head walk that never stops early.
+- A parallel full walk is several full walks at once, the first from the head, each other one
+  from an archived job, each ending where the next begins. Like any walk, each carries the gaps it
+  passes; none closes every gap at the end of the listing, since none of them walked from the head
+  there; together they did once every one ended where its part ends, and every gap closes then.
 - Any walk that passes a gap's A carries that gap along (it walks it, so the gap moves with it);
   a walk from the head that reaches the end has walked everything and closes every gap.
 
@@ -33,25 +37,27 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from archiver import ledger, normalize
-from archiver.client import Api, Page, ahead, fetch_job, iter_pages
+from archiver.client import Api, Page, fetch_job, iter_pages, walk_pages
 from archiver.db import database_error
 from archiver.errors import ApiError, ArchiverError, Interrupted
 from archiver.ledger import Gap
 from archiver.result import SyncResult
 from archiver.store import Batch, JSONObj, PageCounts, make_batch, quarantine, upsert_page
+from archiver.streams import Streams, ahead
 
 __all__ = ["SyncResult", "sync"]
 
 log = logging.getLogger(__name__)
 
 RETRY_BLOCKED_AFTER = 86400.0  # a route that refused to page is asked again a day later
+REFUSED = "this provider's pagination does not work through the gateway ({})"
 
 
 @dataclass
@@ -81,6 +87,7 @@ class Run:
     pending: dict[str, int | None]  # in-flight jobs not yet seen again: id -> created_at
     gaps: list[Gap]  # open, as committed
     newest: tuple[str, int | None] | None  # the archive's newest job at the start
+    parallel: int = 1  # segments a full walk may fetch at once
     blocked: str | None = None  # the route refuses to page: why
     order_ok: bool = True
     notes: normalize.Notes = field(default_factory=normalize.Notes)
@@ -93,6 +100,7 @@ def sync(
     full: bool = False,
     limit: int = 100,
     provider: str = "unknown",
+    parallel: int = 1,
     on_page: Callable[[SyncResult], None] | None = None,
 ) -> SyncResult:
     """Archive the job list. The caller holds the run lock; the run is recorded in sync_runs
@@ -104,6 +112,7 @@ def sync(
         pending, gaps, newest = ledger.load_in_flight(conn), ledger.load_gaps(conn), ledger.newest_job(conn)
     blocked = [g for g in gaps if g.blocked_at is not None and now - g.blocked_at < RETRY_BLOCKED_AFTER]
     run = Run(api, engine, SyncResult(run_id, mode), limit, full, on_page, provider, pending, gaps, newest)
+    run.parallel = parallel
     run.blocked = blocked[0].blocked_reason if blocked else None
     try:
         walk_all(run)
@@ -129,7 +138,11 @@ def walk_all(run: Run) -> None:
     own = Gap(None, None, *(run.newest or (None, None)))  # the head walk's gap, stored once needed
     kind = "full" if run.full else "head"
     listed: set[str] | None = set() if run.full and run.newest else None
-    walk(run, Walk(kind, None, [own], listed=listed))
+    cuts = cut_points(run) if run.full and run.parallel > 1 and run.newest and not run.blocked else []
+    if cuts:
+        walk_parallel(run, own, cuts)
+    else:
+        walk(run, Walk(kind, None, [own], listed=listed))
     for gap in list(run.gaps):
         if gap in run.gaps and (gap.blocked_at is None or run.blocked is None):
             walk(run, Walk("gap", gap.after_id, [gap], started_at_head=gap.after_id is None))
@@ -161,8 +174,7 @@ def walk(run: Run, w: Walk) -> None:
                     w.after, w.started_at_head = None, True
                     pages = batches(run, None, prefetch)
                     continue
-                reason = f"this provider's pagination does not work through the gateway ({e})"
-                return end_walk(run, w, reason, refused_now=True)
+                return end_walk(run, w, REFUSED.format(e), refused_now=True)
             received += 1
             counts, jobs = write(run, w, page, batch)
             if not page.has_more:
@@ -183,6 +195,110 @@ def batches(run: Run, after: str | None, prefetch: bool) -> Generator[tuple[Page
         for page in iter_pages(run.api, run.limit, after, prefetch=prefetch)
     )
     return ahead(pages, 1) if prefetch else pages
+
+
+@dataclass(eq=False)
+class Segment:
+    """A part of a parallel full walk: the jobs after `start` (None: the head) up to `bound` (its
+    job, or any job created before it; None: the end). `stream` numbers its fetches: one more
+    each time it walks on from `last_id` to take over the next segment's part."""
+
+    walk: Walk
+    start: tuple[str, int | None] | None
+    bound: Gap | None
+    state: str = "walking"  # then "bounded", "end" (of the listing), "handed over" or "blocked"
+    stream: int = 0
+    pages: int = 0
+    last_id: str | None = None
+
+
+def cut_points(run: Run) -> list[tuple[str, int | None]]:
+    with run.engine.connect() as conn:
+        return ledger.spaced_jobs(conn, run.parallel, run.limit)
+
+
+def walk_parallel(run: Run, own: Gap, cuts: list[tuple[str, int | None]]) -> None:
+    """A full walk as segments fetched at once, each starting after a job the archive knows and
+    ending where the next begins, all written by this thread (a job two of them list is written
+    once). A segment whose cursor is refused, or which the API lists from elsewhere, hands its
+    part to the one before it. When every part was walked, this is a full walk that reached the
+    end: every gap closes and what was not listed is marked vanished; otherwise the gaps stay as
+    the segments left them, exactly as their walks would leave them one after the other."""
+    starts: list[tuple[str, int | None] | None] = [None, *cuts]
+    segments = [
+        Segment(
+            Walk("full", start[0] if start else None, [] if start else [own], started_at_head=not start),
+            start,
+            Gap(None, None, *cuts[i]) if i < len(cuts) else None,
+        )
+        for i, start in enumerate(starts)
+    ]
+    listed: set[str] = set()
+    streams: Streams[tuple[int, int]] = Streams(depth=2)
+    try:
+        for i, seg in enumerate(segments):
+            streams.start((i, 0), segment_pages(run, seg.walk.after))
+        while any(seg.state == "walking" for seg in segments):
+            (i, _), ok, value = streams.get()
+            seg = segments[i]
+            fresh = seg.start if seg.pages == 0 else None  # where a segment that has no page yet starts
+            if not ok and isinstance(value, ApiError) and value.status == 400 and (fresh or seg.pages):
+                if fresh:
+                    log.info("the API refused to page after %s; the segment before walks on", fresh[0])
+                    hand_over(run, segments, i, streams)
+                else:
+                    seg.state = "blocked"
+                    end_walk(run, seg.walk, REFUSED.format(value), refused_now=True)
+                continue
+            if not ok:
+                raise value if value is not None else AssertionError("a walk ended before its last page")
+            page, batch = value
+            if fresh and not lists_after(batch, fresh):
+                log.info("the API did not list the jobs after %s; the segment before walks on", fresh[0])
+                streams.stop((i, seg.stream))
+                hand_over(run, segments, i, streams)
+                continue
+            _, canons = write(run, seg.walk, page, batch, skip=listed)
+            listed.update(c["id"] for c in canons)
+            seg.pages, seg.last_id = seg.pages + 1, page.last_id or seg.last_id
+            if page.truncated:
+                seg.state = "blocked"
+            elif not page.has_more:
+                seg.state = "end"
+            elif seg.bound is not None and any(seg.bound.closes_at(c) for c in canons):
+                seg.state = "bounded"
+            if seg.state != "walking":
+                streams.stop((i, seg.stream))
+    finally:
+        streams.close()
+    if all(seg.state in ("bounded", "end", "handed over") for seg in segments):
+        with run.engine.begin() as conn:
+            ledger.close_gaps(conn, [g.id for g in run.gaps if g.id is not None])
+        run.gaps = []
+        mark_missing_vanished(run, listed)
+
+
+def segment_pages(run: Run, after: str | None) -> Iterator[tuple[Page, Batch]]:
+    for page in walk_pages(run.api, run.limit, after):
+        yield page, make_batch(page.items, run.notes, page.provider or run.provider)
+
+
+def lists_after(batch: Batch, start: tuple[str, int | None]) -> bool:
+    """Whether a segment's first page plausibly follows its start: some job, none newer than it."""
+    created = [c["created_at"] for _, c in batch.jobs]
+    return bool(created) and (start[1] is None or created[0] is None or created[0] <= start[1])
+
+
+def hand_over(run: Run, segments: list[Segment], i: int, streams: Streams[tuple[int, int]]) -> None:
+    """Segment i cannot walk its part: the segment before it walks on to i's bound, starting
+    again from its last page if it had stopped at its own."""
+    segments[i].state = "handed over"
+    j = max(k for k in range(i) if segments[k].state != "handed over")
+    prev = segments[j]
+    prev.bound = segments[i].bound
+    if prev.state == "bounded":
+        prev.state, prev.stream = "walking", prev.stream + 1
+        streams.start((j, prev.stream), segment_pages(run, prev.last_id))
 
 
 def end_walk(run: Run, w: Walk, blocked: str | None, refused_now: bool = False) -> None:
@@ -210,12 +326,18 @@ def stop_here(run: Run, w: Walk, counts: PageCounts, jobs: list[JSONObj]) -> boo
     return w.quiet and settle(run, jobs[-1]["created_at"] if jobs else None, may_page=True)
 
 
-def write(run: Run, w: Walk, page: Page, batch: Batch | None = None) -> tuple[PageCounts, list[JSONObj]]:
-    """One transaction: the jobs, the rejected items, the walk's gaps and the run's counters."""
+def write(
+    run: Run, w: Walk, page: Page, batch: Batch | None = None, skip: set[str] | frozenset[str] = frozenset()
+) -> tuple[PageCounts, list[JSONObj]]:
+    """One transaction: the jobs (but those in `skip`, written already), the rejected items, the
+    walk's gaps and the run's counters."""
     now = time.time()
     batch = batch or make_batch(page.items, run.notes, page.provider or run.provider)
-    jobs, bad = batch.jobs, batch.bad
-    canons = [c for _, c in jobs]
+    canons = [c for _, c in batch.jobs]
+    jobs, hashes, bad = batch.jobs, batch.hashes, batch.bad
+    if skip:
+        jobs = [job for job in jobs if job[1]["id"] not in skip]
+        hashes = {c["id"]: hashes[c["id"]] for _, c in jobs}
     listing = w.kind != "get"
     closed, moved = track_gaps(run, w, page, canons) if listing else ([], [])
     if listing:
@@ -223,7 +345,7 @@ def write(run: Run, w: Walk, page: Page, batch: Batch | None = None) -> tuple[Pa
         if page.truncated:
             moved = mark_blocked(run, w, NO_HAS_MORE)
     with run.engine.begin() as conn:
-        counts = upsert_page(conn, jobs, run.result.run_id, now, batch.hashes)
+        counts = upsert_page(conn, jobs, run.result.run_id, now, hashes)
         if bad:
             log.warning(
                 "%d items of the page after %s are not jobs; kept in rejected_items", len(bad), page.after
@@ -265,6 +387,7 @@ NO_HAS_MORE = "the API's pages carry no has_more, so nothing beyond the first pa
 def track_gaps(run: Run, w: Walk, page: Page, canons: list[JSONObj]) -> tuple[list[Gap], list[Gap]]:
     """Which gaps this page closes, and which move (or open) to start after it."""
     ids = {c["id"] for c in canons}
+    w.held = [g for g in w.held if g.id is None or g in run.gaps]  # not those another walk closed
     for gap in run.gaps:  # a walk passing a gap's start carries the gap along
         if gap not in w.held and (gap.after_id in ids or (gap.after_id is None and w.started_at_head)):
             w.held.append(gap)

@@ -18,7 +18,8 @@ Contenders take turns going first across rounds; medians over the rounds are rep
 peers need `pip install -e '.[bench]'`; without it they are skipped with a note. Every archive is
 checked to hold exactly the jobs the fake served.
 With --latency, every page costs 100 ms more and one full sync of 20,000 jobs is timed, beside
-benchmarks/walk_only.py (the same walk with nothing stored: what the fake and httpx cost alone).
+benchmarks/walk_only.py (the same walk with nothing stored: what the fake and httpx cost alone);
+then `sync --full` over an archive of 100,000 jobs, --parallel 1 against --parallel 4.
 """
 
 import argparse
@@ -68,7 +69,13 @@ class PagedApi(FakeApi):
     def list_page(self, params: dict[str, str]) -> Reply:
         if params.get("limit") != str(LIMIT):
             return super().list_page(params)
-        return Reply(200, self.pages[params.get("after")], {"content-type": "application/json"})
+        after = params.get("after")
+        if after not in self.pages:  # a parallel walk's segment starts anywhere: rendered once
+            reply = super().list_page(params)
+            if reply.status != 200:
+                return reply
+            self.pages[after] = reply.body
+        return Reply(200, self.pages[after], {"content-type": "application/json"})
 
 
 def measure(argv: list[str], env: dict[str, str]) -> dict[str, float]:
@@ -211,6 +218,36 @@ def latency(tmp: Path, n: int = 20_000, delay: float = 0.1) -> None:
     )
 
 
+def parallel_full(tmp: Path, n: int = 100_000, delay: float = 0.1) -> None:
+    """`sync --full` over an archive that knows the history, at +100 ms per page: one walk
+    (--parallel 1) against the default four segments, each from a copy of the same archive."""
+    api = PagedApi(make_jobs(n, seed=11))
+    with serve(api) as base_url:
+        env = {
+            **os.environ,
+            "PORTKEY_BASE_URL": base_url,
+            "PORTKEY_API_KEY": AUTH_HEADERS["x-portkey-api-key"],
+            "PORTKEY_VIRTUAL_KEY": AUTH_HEADERS["x-portkey-virtual-key"],
+        }
+        known = tmp / "known.db"
+        measure(archiver("--db", str(known)), env)
+        api.delay = delay
+        result = {}
+        for parallel in (1, 4):
+            copy = tmp / f"parallel-{parallel}.db"
+            with sqlite3.connect(known) as src, sqlite3.connect(copy) as dst:
+                src.backup(dst)
+            result[parallel] = measure(archiver("--db", str(copy), "--full", f"--parallel={parallel}"), env)
+            check(str(copy), n)
+    one, four = result[1], result[4]
+    print(
+        f"\nparallel full walk: {n:,} archived jobs, {-(-n // LIMIT)} pages at +{delay * 1000:.0f} ms: "
+        f"--parallel 1 {one['wall']:.2f}s, --parallel 4 {four['wall']:.2f}s wall = "
+        f"{four['wall'] / one['wall']:.3f} x; target <= 0.3; cpu {one['cpu']:.2f}s / {four['cpu']:.2f}s, "
+        f"peak RSS {one['rss_mb']:.0f} / {four['rss_mb']:.0f} MB"
+    )
+
+
 def summarize(n: int, results: dict[str, list[dict[str, float]]]) -> None:
     med = {k: {m: statistics.median(r[m] for r in v) for m in v[0]} for k, v in results.items()}
     print(f"\nN = {n:,} jobs, {len(next(iter(results.values())))} rounds, medians")
@@ -260,6 +297,7 @@ def main() -> None:
             )
         if args.latency:
             latency(Path(tmp), 2_000 if args.smoke else 20_000)
+            parallel_full(Path(tmp), 2_000 if args.smoke else 100_000)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,24 +28,37 @@ def pg_admin() -> sa.Engine | None:
     return sa.create_engine(db.parse_url(PG_URL), isolation_level="AUTOCOMMIT")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def new_database(kind: str, tmp_path: Path, name: str = "archive.db") -> Iterator[str]:
     """A fresh, empty archive: a SQLite file path, or a new database on the PostgreSQL server."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "archive.db")
+    if kind == "sqlite":
+        yield str(tmp_path / name)
         return
     admin = pg_admin()
     assert admin is not None
-    name = f"archiver_test_{uuid.uuid4().hex[:12]}"
+    db_name = f"archiver_test_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = db.parse_url(PG_URL).set(database=name)  # type: ignore[arg-type]
+        conn.exec_driver_sql(f'CREATE DATABASE "{db_name}"')
+    url = db.parse_url(PG_URL).set(database=db_name)  # type: ignore[arg-type]
     try:
         yield url.render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with new_database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def other_db_url(db_url: str, tmp_path: Path) -> Iterator[str]:
+    """A second fresh archive on the same backend as `db_url`."""
+    with new_database("postgresql" if "://" in db_url else "sqlite", tmp_path, "other.db") as url:
+        yield url
 
 
 @pytest.fixture

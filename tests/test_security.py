@@ -77,7 +77,9 @@ def test_no_secret_reaches_output_logs_archive_or_argv(db_url: str, fake: FakeAp
     fake.delay = 0
 
     fake.faults.extend([echo] * 3)  # retries exhausted on an echoing error: the failure line
-    failed = run_cli("-vv", "sync", "--full", "--max-retries=2", "--retry-backoff=0.01", env=env)
+    failed = run_cli(
+        "-vv", "sync", "--full", "--parallel=1", "--max-retries=2", "--retry-backoff=0.01", env=env
+    )
     assert failed.returncode == 1
     assert "[redacted]" in failed.stderr
     seen += [failed.stdout, failed.stderr]

@@ -1,5 +1,6 @@
 """A Hypothesis state machine of what cron really does: jobs appear (some already final), move on,
-vanish and arrive wrongly typed; syncs of every kind run, or get cut off at any page.
+vanish and arrive wrongly typed; syncs of every kind run (full ones in parallel segments too), or
+get cut off at any page.
 
 Invariant, after every sync that completes: the archive equals the API, table by table, plus the
 jobs the API no longer lists, which stay archived; no listed job is marked vanished, and after a
@@ -106,16 +107,21 @@ def test_archive_equals_source_after_every_completed_sync(engine: sa.Engine) -> 
                 finish_job(job, data.draw(st.sampled_from(["succeeded", "failed", "cancelled"])))
                 self.fake.odd[job["id"]] = {"status": data.draw(st.sampled_from(ODD_STATUSES))}
 
-        @rule(full=st.booleans(), limit=st.sampled_from([7, 20, 50]))
-        def sync_completes(self, full: bool, limit: int) -> None:
-            sync(api_for(self.fake), engine, full=full, limit=limit)
+        @rule(full=st.booleans(), limit=st.sampled_from([7, 20, 50]), parallel=st.sampled_from([1, 2, 4]))
+        def sync_completes(self, full: bool, limit: int, parallel: int) -> None:
+            sync(api_for(self.fake), engine, full=full, limit=limit, parallel=parallel)
             self.check(full)
 
-        @rule(pages=st.integers(0, 6), full=st.booleans(), limit=st.sampled_from([7, 20]))
-        def sync_cut_off(self, pages: int, full: bool, limit: int) -> None:
+        @rule(
+            pages=st.integers(0, 6),
+            full=st.booleans(),
+            limit=st.sampled_from([7, 20]),
+            parallel=st.sampled_from([1, 2, 4]),
+        )
+        def sync_cut_off(self, pages: int, full: bool, limit: int, parallel: int) -> None:
             self.fake.outage_after = self.fake.pages_served + pages
             try:
-                sync(api_for(self.fake, max_retries=0), engine, full=full, limit=limit)
+                sync(api_for(self.fake, max_retries=0), engine, full=full, limit=limit, parallel=parallel)
             except ApiError:
                 pass
             finally:

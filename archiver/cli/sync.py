@@ -79,6 +79,12 @@ def setting(
 )
 @setting("--ca-bundle", None, click.Path(exists=True, dir_okay=False), "PEM file of a private CA to trust.")
 @click.option("--full", is_flag=True, help="Walk the whole history instead of stopping at known jobs.")
+@setting(
+    "--parallel",
+    4,
+    click.IntRange(1, 32),
+    "With --full, walk this many parts of the archived history at once (1: one walk).",
+)
 @click.option("--no-migrate", is_flag=True, help="Refuse an outdated schema instead of migrating it.")
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout, on failure too."

@@ -1,0 +1,104 @@
+"""Iterators drained ahead of their consumer by background threads: how a walk fetches its next
+pages while the writer writes, and how a parallel walk's segments share one writer."""
+
+import queue
+import threading
+from collections.abc import Generator, Hashable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(eq=False)
+class Stream:
+    credit: threading.Semaphore
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+class Streams(Generic[K]):
+    """Each started iterator is drained by its own daemon thread, at most `depth` items ahead of
+    the consumer; `get` hands out their items in arrival order, tagged with the stream's key.
+
+    An error is handed out as the stream's last item, to be raised in the consumer's thread.
+    `stop` ends a stream before its next item (items of it still queued are dropped); `close`
+    stops them all and waits for the items in progress (a request in flight, at most its timeout).
+    """
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+        self.handoff: queue.SimpleQueue[tuple[K, Stream, bool, Any]] = queue.SimpleQueue()
+        self.running: dict[K, Stream] = {}
+        self.threads: list[threading.Thread] = []
+
+    def start(self, key: K, items: Iterator[Any]) -> None:
+        """Drain `items` in a new thread; `key` names its items (a stopped key may start again)."""
+        stream = Stream(threading.Semaphore(self.depth))
+        thread = threading.Thread(target=self.produce, args=(key, stream, items), daemon=True)
+        self.running[key] = stream
+        self.threads.append(thread)
+        thread.start()
+
+    def produce(self, key: K, stream: Stream, items: Iterator[Any]) -> None:
+        try:
+            while stream.credit.acquire() and not stream.stop.is_set():
+                try:
+                    self.handoff.put((key, stream, True, next(items)))
+                except StopIteration:
+                    self.handoff.put((key, stream, False, None))
+                    return
+                except BaseException as e:  # handed to the consumer's thread as it is
+                    self.handoff.put((key, stream, False, e))
+                    return
+        finally:
+            if isinstance(items, Generator):
+                items.close()  # streams it draws from stop too
+
+    def get(self) -> tuple[K, bool, Any]:
+        """The next (key, True, item), or (key, False, None) at a stream's end, or (key, False,
+        error). Call it only while some stream is running."""
+        while True:
+            key, stream, ok, value = self.handoff.get()
+            if self.running.get(key) is not stream:
+                continue  # stopped: what it had queued is dropped
+            if ok:
+                stream.credit.release()
+            else:
+                del self.running[key]
+            return key, ok, value
+
+    def stop(self, key: K) -> None:
+        stream = self.running.pop(key, None)
+        if stream is not None:
+            stream.stop.set()
+            stream.credit.release()
+
+    def close(self) -> None:
+        for key in list(self.running):
+            self.stop(key)
+        for thread in self.threads:
+            thread.join()
+
+
+def ahead(items: Iterator[T], depth: int) -> Generator[T, None, None]:
+    """`items`, produced in a daemon thread at most `depth` items ahead of the caller.
+
+    Depth 2 lets the thread send the next request as soon as a page arrives, before the caller
+    (which holds the GIL while it writes) has taken it: a page's wait is not lengthened by a
+    thread switch. Closing the iterator stops the thread and waits for the item in progress: the
+    caller closes the HTTP client next, and a request cut off by that would be retried and logged
+    after the run ended.
+    """
+    streams: Streams[int] = Streams(depth)
+    streams.start(0, items)
+    try:
+        while True:
+            _, ok, value = streams.get()
+            if not ok:
+                if value is None:
+                    return
+                raise value
+            yield value
+    finally:
+        streams.close()
