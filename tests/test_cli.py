@@ -469,6 +469,14 @@ def test_sync_json_reports_failures_too(db_url: str, fake: FakeApi, base_url: st
         "error": unconfigured.stderr.removeprefix("archiver: error: ").strip(),
         "exit_code": 2,
     }
+    for usage in (["--json", "--limit=0"], ["--parallel=x", "--json"]):
+        misused = run_cli("sync", *usage, env=env)
+        assert misused.returncode == 2
+        assert json.loads(misused.stdout) == {
+            "status": "failed",
+            "error": misused.stderr.removeprefix("archiver: error: ").strip(),
+            "exit_code": 2,
+        }
 
 
 def test_verbosity_works_after_the_subcommand(tmp_path: Path, fake: FakeApi, base_url: str) -> None:

@@ -1,6 +1,7 @@
 """The command group: output options, errors turned into one line and an exit code, shared options."""
 
 import signal
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -80,6 +81,11 @@ class Group(click.Group):
         except click.UsageError as e:  # a subcommand's bad option: one line too, exit 2
             hint = f" (see {e.ctx.command_path} --help)" if e.ctx else ""
             say(f"archiver: error: {e.format_message()}{hint}")
+            if e.ctx and e.ctx.info_name == "sync" and "--json" in sys.argv[1:]:  # promised on failure too
+                import json
+
+                error = log.redact(e.format_message() + hint)
+                click.echo(json.dumps({"status": "failed", "error": error, "exit_code": 2}))
             ctx.exit(2)
         except ArchiverError as e:
             say(f"archiver: error: {e}")
