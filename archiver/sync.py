@@ -37,7 +37,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Container, Generator, Iterator
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Engine
@@ -199,13 +199,14 @@ def batches(run: Run, after: str | None, prefetch: bool) -> Generator[tuple[Page
 
 @dataclass(eq=False)
 class Segment:
-    """A part of a parallel full walk: the jobs after `start` (None: the head) up to `bound` (its
-    job, or any job created before it; None: the end). `stream` numbers its fetches: one more
-    each time it walks on from `last_id` to take over the next segment's part."""
+    """A part of a parallel full walk: the jobs after `start` (None: the head) up to the job
+    `bound` (None: the end), or up to the first job a later segment has written (`bound` may have
+    vanished). `stream` numbers its fetches: one more each time it walks on from `last_id` to take
+    over the next segment's part."""
 
     walk: Walk
     start: tuple[str, int | None] | None
-    bound: Gap | None
+    bound: str | None
     state: str = "walking"  # then "bounded", "end" (of the listing), "handed over" or "blocked"
     stream: int = 0
     pages: int = 0
@@ -229,11 +230,11 @@ def walk_parallel(run: Run, own: Gap, cuts: list[tuple[str, int | None]]) -> Non
         Segment(
             Walk("full", start[0] if start else None, [] if start else [own], started_at_head=not start),
             start,
-            Gap(None, None, *cuts[i]) if i < len(cuts) else None,
+            cuts[i][0] if i < len(cuts) else None,
         )
         for i, start in enumerate(starts)
     ]
-    listed: set[str] = set()
+    listed: dict[str, int] = {}  # job id -> the segment that wrote it
     streams: Streams[tuple[int, int]] = Streams(depth=2)
     try:
         for i, seg in enumerate(segments):
@@ -259,14 +260,15 @@ def walk_parallel(run: Run, own: Gap, cuts: list[tuple[str, int | None]]) -> Non
                 hand_over(run, segments, i, streams)
                 continue
             _, canons = write(run, seg.walk, page, batch, skip=listed)
-            listed.update(c["id"] for c in canons)
             seg.pages, seg.last_id = seg.pages + 1, page.last_id or seg.last_id
             if page.truncated:
                 seg.state = "blocked"
             elif not page.has_more:
                 seg.state = "end"
-            elif seg.bound is not None and any(seg.bound.closes_at(c) for c in canons):
+            elif any(c["id"] == seg.bound or listed.get(c["id"], i) > i for c in canons):
                 seg.state = "bounded"
+            for canon in canons:
+                listed.setdefault(canon["id"], i)
             if seg.state != "walking":
                 streams.stop((i, seg.stream))
     finally:
@@ -275,7 +277,7 @@ def walk_parallel(run: Run, own: Gap, cuts: list[tuple[str, int | None]]) -> Non
         with run.engine.begin() as conn:
             ledger.close_gaps(conn, [g.id for g in run.gaps if g.id is not None])
         run.gaps = []
-        mark_missing_vanished(run, listed)
+        mark_missing_vanished(run, set(listed))
 
 
 def segment_pages(run: Run, after: str | None) -> Iterator[tuple[Page, Batch]]:
@@ -327,7 +329,7 @@ def stop_here(run: Run, w: Walk, counts: PageCounts, jobs: list[JSONObj]) -> boo
 
 
 def write(
-    run: Run, w: Walk, page: Page, batch: Batch | None = None, skip: set[str] | frozenset[str] = frozenset()
+    run: Run, w: Walk, page: Page, batch: Batch | None = None, skip: Container[str] = ()
 ) -> tuple[PageCounts, list[JSONObj]]:
     """One transaction: the jobs (but those in `skip`, written already), the rejected items, the
     walk's gaps and the run's counters."""

@@ -31,6 +31,7 @@ class Shifting(FakeApi):
         super().__init__(jobs)
         self.change: Callable[[], None] | None = None
         self.refuse_cursors = False  # every `after` gets 400, as Vertex AI's through the gateway
+        self.ghosts: dict[str, int] = {}  # vanished id -> its created_at: `after` it still pages
         self.serial = threading.Lock()
         self.pause = 0.0  # before each answer, outside the one-at-a-time part
         self.in_flight = self.most_in_flight = 0
@@ -47,6 +48,11 @@ class Shifting(FakeApi):
                     change()
                 if self.refuse_cursors and "after" in params:
                     return error_reply(400, "Invalid page token")
+                if params.get("after") in self.ghosts:  # where the job would be, by created_at
+                    created = self.ghosts[params["after"]]
+                    before = [j["id"] for j in self.jobs if j["created_at"] >= created]
+                    params = {k: v for k, v in params.items() if k != "after"}
+                    params |= {"after": before[-1]} if before else {}
                 return super().respond(path, params, headers)
         finally:
             with self.lock:
@@ -72,11 +78,18 @@ def jobs_come_go_and_move_on(fake: Shifting, engine: sa.Engine) -> None:
             job["metadata"] = {"changed": "yes"}
 
 
+def a_segment_start_vanishes_yet_pages_after_it(fake: Shifting, engine: sa.Engine) -> None:
+    with engine.connect() as conn:
+        cut = ledger.spaced_jobs(conn, 4, LIMIT)[1]
+    fake.jobs = [j for j in fake.jobs if j["id"] != cut[0]]
+    fake.ghosts[cut[0]] = cut[1]
+
+
 def cursors_refused(fake: Shifting, engine: sa.Engine) -> None:
     fake.refuse_cursors = True
 
 
-def snapshot(url: str) -> dict[str, Any]:
+def snapshot(url: str) -> tuple[dict[str, Any], int]:
     """The archive, its history and coverage, less what differs by nature (times, run ids)."""
     engine = db.make_engine(db.parse_url(url))
     with engine.connect() as conn:
@@ -103,11 +116,15 @@ def snapshot(url: str) -> dict[str, Any]:
             ).all(),
             "runs": conn.execute(sa.select(*counters).order_by(r.id)).all(),
         }
+        pages = conn.execute(sa.select(r.pages).order_by(r.id.desc()).limit(1)).scalar_one()
     engine.dispose()
-    return state
+    return state, pages
 
 
-@pytest.mark.parametrize("change", [nothing, jobs_come_go_and_move_on, cursors_refused])
+CHANGES = [nothing, jobs_come_go_and_move_on, a_segment_start_vanishes_yet_pages_after_it, cursors_refused]
+
+
+@pytest.mark.parametrize("change", CHANGES)
 def test_a_parallel_full_walk_leaves_what_a_sequential_one_leaves(
     db_url: str, other_db_url: str, change: Change
 ) -> None:
@@ -126,12 +143,13 @@ def test_a_parallel_full_walk_leaves_what_a_sequential_one_leaves(
             full = run_cli("sync", "-v", "--full", f"--limit={LIMIT}", f"--parallel={parallel}", env=env)
             engine.dispose()
         assert full.returncode == 0, full.stderr
-        if parallel != "1" and change is not nothing:  # a segment's cursor was refused: handed over
+        if parallel != "1" and change in (jobs_come_go_and_move_on, cursors_refused):  # handed over
             assert "the segment before walks on" in full.stderr
         states.append(snapshot(url))
-    sequential, parallel_ = states
+    (sequential, one_walk_pages), (parallel_, pages) = states
     for name in sequential:
         assert parallel_[name] == sequential[name], f"{name} differs from a sequential --full"
+    assert pages <= one_walk_pages + 3  # no segment walked beyond its part (a page each at most)
     if change is jobs_come_go_and_move_on:
         assert len(sequential["vanished"]) == 10
 
