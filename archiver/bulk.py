@@ -1,10 +1,13 @@
-"""Bulk writes handed straight to the driver: executemany for SQLite, COPY for PostgreSQL."""
+"""Bulk writes handed straight to the driver: executemany for SQLite, array parameters for PostgreSQL."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Dialect, Insert, Table, insert
+from sqlalchemy.exc import DBAPIError
 
 from archiver.db import to_json
 from archiver.models import jobs, metadata
@@ -26,49 +29,44 @@ def executemany(conn: Connection, table: Table, rows: list[JSONObj], upsert: boo
 
     SQLAlchemy's per-row parameter processing was a third of a first sync's time; here parameters
     are gathered column by column (C-level `map`/`zip`), JSON columns serialized once, and the
-    statement compiled once per table and backend. PostgreSQL takes the rows by COPY, which is
-    several times faster than one INSERT per row even in psycopg's pipeline mode.
+    statement compiled once per table and backend. PostgreSQL takes each column as one array
+    (`INSERT ... SELECT FROM unnest(...)`): one statement per table, so that inside `pipeline`
+    a page's tables cost a single round trip. (COPY is as fast on the server, but each COPY is two
+    round trips of its own: COPY cannot run in a pipeline.)
     """
     if not rows:
         return
     postgres = conn.dialect.name == "postgresql"
-    sql, keys = (
-        ("", tuple(rows[0]))
-        if postgres
-        else compiled_insert(conn.dialect, table.name, tuple(rows[0]), upsert)
+    sql, keys = (unnest_insert if postgres else compiled_insert)(
+        conn.dialect, table.name, tuple(rows[0]), upsert
     )
     json_columns = {c.name for c in table.c if isinstance(c.type, JSON)}
     columns = [
         [json_param(v) for v in map(itemgetter(k), rows)] if k in json_columns else map(itemgetter(k), rows)
         for k in keys
     ]
-    params = list(zip(*columns, strict=True))
     if postgres:
-        copy_rows(conn, table.name, keys, params, upsert)
+        conn.exec_driver_sql(sql, tuple(list(c) for c in columns))  # a tuple: one execution
     else:
-        conn.exec_driver_sql(sql, params)
+        conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
 
 
-def copy_rows(
-    conn: Connection, table: str, keys: tuple[str, ...], params: list[tuple[Any, ...]], upsert: bool
-) -> None:
-    """COPY into the table; for the upsert, into a temporary table and one INSERT ... ON CONFLICT."""
-    quote = conn.dialect.identifier_preparer.quote
-    names = ", ".join(quote(k) for k in keys)
-    target = "archiver_jobs_in" if upsert else quote(table)
-    with conn.connection.driver_connection.cursor() as cur:  # type: ignore[union-attr]
-        if upsert:
-            cur.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {target} (LIKE jobs INCLUDING DEFAULTS)")
-        with cur.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
-            for row in params:
-                copy.write_row(row)
-        if upsert:
-            changes = ", ".join(f"{quote(k)} = excluded.{quote(k)}" for k in keys if k not in KEEP_ON_UPDATE)
-            cur.execute(
-                f"INSERT INTO jobs ({names}) SELECT {names} FROM {target} "
-                f"ON CONFLICT (id) DO UPDATE SET {changes}"
-            )
-            cur.execute(f"TRUNCATE {target}")  # DELETE would leave dead rows for every later page to scan
+@contextmanager
+def pipeline(conn: Connection) -> Iterator[None]:
+    """On PostgreSQL, send the statements run inside without waiting for each result: they cost
+    one round trip together, at the end (psycopg's pipeline mode). Nothing inside may read a
+    result. A database error surfaces at the end, as SQLAlchemy's DBAPIError like any other."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    driver = conn.connection.driver_connection
+    try:
+        with driver.pipeline():  # type: ignore[union-attr]
+            yield
+    except conn.dialect.loaded_dbapi.Error as e:
+        raise DBAPIError.instance(
+            None, None, e, conn.dialect.loaded_dbapi.Error, hide_parameters=True, dialect=conn.dialect
+        ) from None
 
 
 @cache
@@ -82,6 +80,22 @@ def upsert_jobs_statement(dialect: str) -> Insert:
         index_elements=[jobs.c.id],
         set_={c.name: stmt.excluded[c.name] for c in jobs.c if c.name not in KEEP_ON_UPDATE},
     )
+
+
+@cache
+def unnest_insert(
+    dialect: Dialect, table: str, keys: tuple[str, ...], upsert: bool
+) -> tuple[str, tuple[str, ...]]:
+    """INSERT ... SELECT FROM unnest(one array per column) for psycopg, binary (%b: text would
+    quote every element); and the order of its parameters. The jobs upsert is ON CONFLICT."""
+    quote = dialect.identifier_preparer.quote
+    columns = metadata.tables[table].c
+    arrays = ", ".join(f"%b::{columns[k].type.compile(dialect=dialect)}[]" for k in keys)
+    sql = f"INSERT INTO {quote(table)} ({', '.join(map(quote, keys))}) SELECT * FROM unnest({arrays})"
+    if upsert:
+        changes = ", ".join(f"{quote(k)} = excluded.{quote(k)}" for k in keys if k not in KEEP_ON_UPDATE)
+        sql += f" ON CONFLICT (id) DO UPDATE SET {changes}"
+    return sql, keys
 
 
 @cache

@@ -11,7 +11,7 @@ import orjson
 from sqlalchemy import Connection, Table, delete, insert, select, update
 
 from archiver import normalize
-from archiver.bulk import JSONText, executemany
+from archiver.bulk import JSONText, executemany, pipeline
 from archiver.db import to_json
 from archiver.models import (
     CHILD_TABLES,
@@ -179,22 +179,23 @@ def write_jobs(
     for chunk in chunks(updated):
         for table in CHILD_TABLES:
             conn.execute(delete(table).where(table.c.job_id.in_(chunk)))
-    executemany(conn, jobs, job_table, upsert=True)
-    for table in reversed(CHILD_TABLES):  # parents before children
-        executemany(conn, table, children[table])
-    if history:
-        versions = [
-            {
-                "job_id": row["id"],
-                "sync_run_id": run_id,
-                "observed_at": now,
-                "status": row["status"],
-                "content_hash": row["content_hash"],
-                "raw": row["raw"],
-            }
-            for row in job_table
-        ]
-        executemany(conn, job_history, versions)
+    with pipeline(conn):  # one round trip on PostgreSQL
+        executemany(conn, jobs, job_table, upsert=True)
+        for table in reversed(CHILD_TABLES):  # parents before children
+            executemany(conn, table, children[table])
+        if history:
+            versions = [
+                {
+                    "job_id": row["id"],
+                    "sync_run_id": run_id,
+                    "observed_at": now,
+                    "status": row["status"],
+                    "content_hash": row["content_hash"],
+                    "raw": row["raw"],
+                }
+                for row in job_table
+            ]
+            executemany(conn, job_history, versions)
 
 
 def rederive_all(conn: Connection, batch: int = 1000) -> None:

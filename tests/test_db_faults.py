@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from archiver import db
-from tests.conftest import assert_archive_equals, cli_env, run_cli
+from archiver import db, normalize, store
+from tests.conftest import assert_archive_equals, cli_env, count_rows, run_cli
 from tests.fake_api import FakeApi, add_new_jobs, make_jobs
 
 
@@ -168,3 +168,12 @@ def test_a_postgresql_backend_killed_mid_sync(db_url: str, fake: FakeApi, base_u
     engine = db.make_engine(db.parse_url(db_url))
     assert_archive_equals(engine, fake.jobs)
     engine.dispose()
+
+
+def test_a_page_the_database_refuses_is_a_database_error_and_writes_nothing(engine: sa.Engine) -> None:
+    """On PostgreSQL a page's inserts share one pipeline, whose errors arrive at its end: they
+    still come as SQLAlchemy's errors (sync turns those into one line, exit 4), and roll back."""
+    batch = store.make_batch(make_jobs(5, seed=65), normalize.Notes(), "unknown")
+    with pytest.raises(sa.exc.IntegrityError, match=r"(?i)foreign key"), engine.begin() as conn:
+        store.upsert_page(conn, batch.jobs, 999, time.time(), batch.hashes)  # no run 999
+    assert [count_rows(engine, t) for t in ("jobs", "job_history", "result_files")] == [0, 0, 0]

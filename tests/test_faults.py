@@ -6,10 +6,10 @@ import random
 import pytest
 import sqlalchemy as sa
 
-from archiver import db
+from archiver import db, normalize
 from archiver.models import integrations as integrations_table
+from archiver.models import job_history, rejected_items, sync_runs
 from archiver.models import jobs as jobs_table
-from archiver.models import rejected_items, sync_runs
 from archiver.sync import sync
 from tests.conftest import assert_archive_equals, cli_env, count_rows, run_cli
 from tests.fake_api import FakeApi, Reply, make_jobs, serve
@@ -173,3 +173,32 @@ def test_hostile_strings_big_metadata_and_huge_ints_round_trip(engine: sa.Engine
     with engine.connect() as conn:
         suffixes = conn.execute(sa.select(jobs_table.c.user_provided_suffix)).scalars().all()
     assert "nul \ufffd byte" in suffixes and "'; DROP TABLE jobs;--" in suffixes
+
+
+def test_json_columns_keep_the_text_archiver_wrote_byte_for_byte(engine: sa.Engine) -> None:
+    """raw, metadata and settings hold db.to_json's text as it was bound, on both backends (the
+    comparison above parses it back, which would hide a change of spacing or escapes)."""
+    jobs = make_jobs(len(HOSTILE), seed=44)
+    for job, text in zip(jobs, HOSTILE, strict=True):
+        job["metadata"] = {text: [text, 2**64 + 1, 0.1, -0.0, 1e21]}
+        job["integrations"] = [{"type": "wandb", "wandb": {"project": text, "tags": [text]}}]
+    sync(api_for(FakeApi(jobs)), engine)
+    notes = normalize.Notes()
+    expected = {}
+    for job in jobs:
+        canon = normalize.job(job, notes, "unknown")
+        settings = [db.to_json(i["settings"]) for i in canon["integrations"]]
+        expected[job["id"]] = (db.to_json(job), db.to_json(canon["metadata"]), db.to_json(job), settings)
+    as_text = sa.cast(jobs_table.c.raw, sa.Text), sa.cast(jobs_table.c.metadata, sa.Text)
+    history_raw = sa.cast(job_history.c.raw, sa.Text)
+    with engine.connect() as conn:
+        stored = {
+            job_id: (raw, metadata, history, [])
+            for job_id, raw, metadata, history in conn.execute(
+                sa.select(jobs_table.c.id, *as_text, history_raw).join(job_history)
+            )
+        }
+        query = sa.select(integrations_table.c.job_id, sa.cast(integrations_table.c.settings, sa.Text))
+        for job_id, settings in conn.execute(query.order_by(integrations_table.c.position)):
+            stored[job_id][3].append(settings)
+    assert stored == expected
