@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 # The newest migration. Kept here so that a run on an up-to-date archive need not import Alembic
 # (a third of the start-up time); tests/test_db.py checks it against migrations/versions.
-HEAD = "0006"
+HEAD = "0007"
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,8 @@ def make_engine(url: URL, *, read_only: bool = False) -> Engine:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        # json_extract gives an escaped lone surrogate as bytes that are not UTF-8: U+FFFD for them
+        dbapi_conn.text_factory = lambda data: data.decode(errors="replace")
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys = ON")
