@@ -41,10 +41,11 @@ class Api:
 
     http: httpx.Client
     settings: Settings
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], None] | None = None  # between retries; None: wait on `stopping`
     clock: Callable[[], float] = time.monotonic
     requests: int = 0
     counting: threading.Lock = field(default_factory=threading.Lock, repr=False)  # walks in parallel
+    stopping: threading.Event = field(default_factory=threading.Event)  # the run failed: no more tries
     started: float = field(default_factory=time.monotonic)
 
     def __enter__(self) -> "Api":
@@ -174,6 +175,8 @@ def request_json(api: Api, path: str, params: dict[str, Any]) -> tuple[dict[str,
     """GET a JSON object, retrying transient failures with backoff; everything else is ApiError."""
     s = api.settings
     for attempt in range(s.max_retries + 1):
+        if api.stopping.is_set():
+            raise ApiError(f"GET {path}: not sent, the run is ending")
         try:
             return attempt_json(api, path, params)
         except Retry as e:
@@ -188,7 +191,7 @@ def request_json(api: Api, path: str, params: dict[str, Any]) -> tuple[dict[str,
             if s.max_time is not None and api.clock() - api.started + delay > s.max_time:
                 raise ApiError(f"{e}; out of time (--max-time {s.max_time:g}s)") from None
             log.warning("%s; retrying in %.2fs (attempt %d of %d)", e, delay, attempt + 2, s.max_retries + 1)
-            api.sleep(delay)
+            (api.sleep or api.stopping.wait)(delay)
     raise AssertionError("unreachable")
 
 

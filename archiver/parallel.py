@@ -10,7 +10,7 @@ from archiver.errors import ApiError
 from archiver.ledger import Gap
 from archiver.store import Batch, make_batch
 from archiver.streams import Streams
-from archiver.walks import REFUSED, Run, Walk, block, mark_missing_vanished, write
+from archiver.walks import Run, Walk, mark_missing_vanished, write
 
 log = logging.getLogger(__name__)
 
@@ -36,66 +36,98 @@ def cut_points(run: Run) -> list[tuple[str, int | None]]:
         return ledger.spaced_jobs(conn, run.parallel, run.limit)
 
 
-def walk_parallel(run: Run, own: Gap, cuts: list[tuple[str, int | None]]) -> None:
+def walk_parallel(run: Run, own: Gap, cuts: list[tuple[str, int | None]], written: dict[str, int]) -> bool:
     """A full walk as segments fetched at once, each starting after a job the archive knows and
     ending where the next begins, all written by this thread (a job two of them list is written
-    once). A segment whose cursor is refused, or which the API lists from elsewhere, hands its
-    part to the one before it. When every part was walked, this is a full walk that reached the
-    end: every gap closes and what was not listed is marked vanished; otherwise the gaps stay as
-    the segments left them, exactly as their walks would leave them one after the other."""
+    once; `written` maps each job id to its segment). A segment whose cursor is
+    refused, or which the API lists from elsewhere, hands its part to the one before it.
+
+    Returns whether the segments walked the whole listing: then this was a full walk that reached
+    the end, so every gap closes and what was not listed is marked vanished. If not (a cursor
+    refused after a segment began), the gaps are as the segments' pages left them, as after any
+    walks cut off there, and the caller walks the listing once from the head."""
     starts: list[tuple[str, int | None] | None] = [None, *cuts]
     segments = [
         Segment(
-            Walk("full", start[0] if start else None, [] if start else [own], started_at_head=not start),
-            start,
+            Walk("full", s[0] if s else None, [] if s else [own], started_at_head=not s, skip=written),
+            s,
             cuts[i][0] if i < len(cuts) else None,
         )
-        for i, start in enumerate(starts)
+        for i, s in enumerate(starts)
     ]
-    listed: dict[str, int] = {}  # job id -> the segment that wrote it
-    streams: Streams[tuple[int, int]] = Streams(depth=2)
+    walker = Walker(run, segments, Streams(depth=2), written)
     try:
         for i, seg in enumerate(segments):
-            streams.start((i, 0), segment_pages(run, seg.walk.after))
+            walker.streams.start((i, 0), segment_pages(run, seg.walk.after))
         while any(seg.state == "walking" for seg in segments):
-            (i, _), ok, value = streams.get()
-            seg = segments[i]
-            fresh = seg.start if seg.pages == 0 else None  # where a segment that has no page yet starts
-            if not ok and isinstance(value, ApiError) and value.status == 400 and (fresh or seg.pages):
-                if fresh:
-                    log.info("the API refused to page after %s; the segment before walks on", fresh[0])
-                    hand_over(run, segments, i, streams)
-                else:
-                    seg.state = "blocked"
-                    block(run, seg.walk, REFUSED.format(value), refused_now=True)
-                continue
-            if not ok:
-                raise value if value is not None else AssertionError("a walk ended before its last page")
-            page, batch = value
-            if fresh and not lists_after(batch, fresh):
-                log.info("the API did not list the jobs after %s; the segment before walks on", fresh[0])
-                streams.stop((i, seg.stream))
-                hand_over(run, segments, i, streams)
-                continue
-            _, canons = write(run, seg.walk, page, batch, skip=listed)
-            seg.pages, seg.last_id = seg.pages + 1, page.last_id or seg.last_id
-            if page.truncated:
-                seg.state = "blocked"
-            elif not page.has_more:
-                seg.state = "end"
-            elif any(c["id"] == seg.bound or listed.get(c["id"], i) > i for c in canons):
-                seg.state = "bounded"
-            for canon in canons:
-                listed.setdefault(canon["id"], i)
-            if seg.state != "walking":
-                streams.stop((i, seg.stream))
+            (i, _), ok, value = walker.streams.get()
+            walker.take_page(i, *value) if ok else walker.take_end(i, value)
+    except BaseException:
+        run.api.stopping.set()  # fetches waiting to retry give up: the run is ending
+        raise
     finally:
-        streams.close()
-    if all(seg.state in ("bounded", "end", "handed over") for seg in segments):
-        with run.engine.begin() as conn:
-            ledger.close_gaps(conn, [g.id for g in run.gaps if g.id is not None])
-        run.gaps = []
-        mark_missing_vanished(run, set(listed))
+        walker.streams.close()
+    if not all(seg.state in ("bounded", "end", "handed over") for seg in segments):
+        return False
+    with run.engine.begin() as conn:
+        ledger.close_gaps(conn, [g.id for g in run.gaps if g.id is not None])
+    run.gaps = []
+    mark_missing_vanished(run, set(written))
+    return True
+
+
+@dataclass
+class Walker:
+    """The writer's side of a parallel walk: what each segment's next page or end means."""
+
+    run: Run
+    segments: list[Segment]
+    streams: Streams[tuple[int, int]]
+    written: dict[str, int]
+
+    def take_page(self, i: int, page: Page, batch: Batch) -> None:
+        seg = self.segments[i]
+        if seg.pages == 0 and seg.start and not lists_after(batch, seg.start):
+            log.info("the API did not list the jobs after %s; the segment before walks on", seg.start[0])
+            self.streams.stop((i, seg.stream))
+            self.hand_over(i)
+            return
+        _, canons = write(self.run, seg.walk, page, batch)
+        seg.pages, seg.last_id = seg.pages + 1, page.last_id or seg.last_id
+        if page.truncated:
+            seg.state = "blocked"
+        elif not page.has_more:
+            seg.state = "end"
+        elif any(c["id"] == seg.bound or self.written.get(c["id"], i) > i for c in canons):
+            seg.state = "bounded"
+        for canon in canons:
+            self.written.setdefault(canon["id"], i)
+        if seg.state != "walking":
+            self.streams.stop((i, seg.stream))
+
+    def take_end(self, i: int, error: BaseException | None) -> None:
+        """A segment's fetches ended in `error` (a walk that reaches the end ends with a page)."""
+        seg = self.segments[i]
+        refused = isinstance(error, ApiError) and error.status == 400
+        if not refused or (seg.start is None and seg.pages == 0):
+            raise error or AssertionError("a walk ended before its last page")
+        if seg.start and seg.pages == 0:
+            log.info("the API refused to page after %s; the segment before walks on", seg.start[0])
+            self.hand_over(i)
+            return
+        log.info("the API refused to page on after %s (%s)", seg.last_id, error)
+        seg.state = "blocked"
+
+    def hand_over(self, i: int) -> None:
+        """Segment i cannot walk its part: the segment before it walks on to i's bound, starting
+        again from its last page if it had stopped at its own."""
+        self.segments[i].state = "handed over"
+        j = max(k for k in range(i) if self.segments[k].state != "handed over")
+        prev = self.segments[j]
+        prev.bound = self.segments[i].bound
+        if prev.state == "bounded":
+            prev.state, prev.stream = "walking", prev.stream + 1
+            self.streams.start((j, prev.stream), segment_pages(self.run, prev.last_id))
 
 
 def segment_pages(run: Run, after: str | None) -> Iterator[tuple[Page, Batch]]:
@@ -107,15 +139,3 @@ def lists_after(batch: Batch, start: tuple[str, int | None]) -> bool:
     """Whether a segment's first page plausibly follows its start: some job, none newer than it."""
     created = [c["created_at"] for _, c in batch.jobs]
     return bool(created) and (start[1] is None or created[0] is None or created[0] <= start[1])
-
-
-def hand_over(run: Run, segments: list[Segment], i: int, streams: Streams[tuple[int, int]]) -> None:
-    """Segment i cannot walk its part: the segment before it walks on to i's bound, starting
-    again from its last page if it had stopped at its own."""
-    segments[i].state = "handed over"
-    j = max(k for k in range(i) if segments[k].state != "handed over")
-    prev = segments[j]
-    prev.bound = segments[i].bound
-    if prev.state == "bounded":
-        prev.state, prev.stream = "walking", prev.stream + 1
-        streams.start((j, prev.stream), segment_pages(run, prev.last_id))

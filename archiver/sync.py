@@ -105,10 +105,12 @@ def walk_all(run: Run) -> None:
     kind = "full" if run.full else "head"
     listed: set[str] | None = set() if run.full and run.newest else None
     cuts = cut_points(run) if run.full and run.parallel > 1 and run.newest and not run.blocked else []
-    if cuts:
-        walk_parallel(run, own, cuts)
-    else:
-        walk(run, Walk(kind, None, [own], listed=listed))
+    written: dict[str, int] = {}  # by the segments of a parallel walk
+    if not (cuts and walk_parallel(run, own, cuts, written)):
+        if cuts:
+            log.info("the segments did not walk the whole listing: walking it from the head")
+            run.blocked = None  # a refusal there may have been a purged cursor: the head walk tells
+        walk(run, Walk(kind, None, [own], listed=listed, skip=written))
     for gap in list(run.gaps):
         if gap in run.gaps and (gap.blocked_at is None or run.blocked is None):
             walk(run, Walk("gap", gap.after_id, [gap], started_at_head=gap.after_id is None))
@@ -149,6 +151,9 @@ def walk(run: Run, w: Walk) -> None:
                 return
             if run.blocked:  # known to refuse cursors: do not ask again this run
                 return end_walk(run, w, run.blocked)
+    except BaseException:
+        run.api.stopping.set()  # a fetch waiting to retry gives up: the run is ending
+        raise
     finally:
         pages.close()  # a prefetching thread stops before its next page
 

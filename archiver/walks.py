@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -13,7 +14,7 @@ from archiver import ledger, normalize
 from archiver.client import Api, Page
 from archiver.ledger import Gap
 from archiver.result import SyncResult
-from archiver.store import Batch, JSONObj, PageCounts, make_batch, quarantine, upsert_page
+from archiver.store import Batch, JSONObj, PageCounts, canonical_json, make_batch, quarantine, upsert_page
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,9 @@ class Walk:
     quiet: bool = False  # a head walk has seen a page of known, unchanged, settled jobs
     started_at_head: bool = True
     listed: set[str] | None = None  # ids seen, when a full walk is to mark the missing as vanished
+    skip: Container[str] = ()  # ids written already this run (by a parallel walk's segments)
     last_created: int | None = None  # for the newest-first check across pages
+    last_id: str | None = None  # of the last page written
 
 
 @dataclass
@@ -51,19 +54,18 @@ class Run:
     blocked: str | None = None  # the route refuses to page: why
     order_ok: bool = True
     notes: normalize.Notes = field(default_factory=normalize.Notes)
+    rejected: set[tuple[str | None, str]] = field(default_factory=set)  # (the job before it, its JSON)
 
 
-def write(
-    run: Run, w: Walk, page: Page, batch: Batch | None = None, skip: Container[str] = ()
-) -> tuple[PageCounts, list[JSONObj]]:
-    """One transaction: the jobs (but those in `skip`, written already), the rejected items, the
+def write(run: Run, w: Walk, page: Page, batch: Batch | None = None) -> tuple[PageCounts, list[JSONObj]]:
+    """One transaction: the jobs (but those in `w.skip`, written already), the rejected items, the
     walk's gaps and the run's counters."""
     now = time.time()
     batch = batch or make_batch(page.items, run.notes, page.provider or run.provider)
     canons = [c for _, c in batch.jobs]
-    jobs, hashes, bad = batch.jobs, batch.hashes, batch.bad
-    if skip:
-        jobs = [job for job in jobs if job[1]["id"] not in skip]
+    jobs, hashes, bad = batch.jobs, batch.hashes, new_rejects(run, page, batch)
+    if w.skip:
+        jobs = [job for job in jobs if job[1]["id"] not in w.skip]
         hashes = {c["id"]: hashes[c["id"]] for _, c in jobs}
     listing = w.kind != "get"
     closed, moved = track_gaps(run, w, page, canons) if listing else ([], [])
@@ -96,6 +98,7 @@ def write(
         if counts.inserted or counts.updated or counts.returned or bad or closed or moved:
             ledger.save_run(conn, r.run_id, **after.counters())
     run.result = after
+    w.last_id = page.last_id or w.last_id
     run.gaps = [g for g in run.gaps if g not in closed] + [g for g in moved if g not in run.gaps]
     for canon in canons:
         run.pending.pop(canon["id"], None)
@@ -106,6 +109,19 @@ def write(
     if run.on_page and listing:
         run.on_page(run.result)
     return counts, canons
+
+
+def new_rejects(run: Run, page: Page, batch: Batch) -> list[tuple[int, str, Any]]:
+    """The page's items that are not jobs, but those this run has kept already: a page that ends
+    with one is followed by a page that starts with it (the cursor is the last job's id), and
+    a parallel walk's segments may overlap."""
+    fresh = []
+    for position, reason, item in batch.bad:
+        key = (Page(page.items[:position], False, None).last_id or page.after, canonical_json(item))
+        if key not in run.rejected:
+            run.rejected.add(key)
+            fresh.append((position, reason, item))
+    return fresh
 
 
 NO_HAS_MORE = "the API's pages carry no has_more, so nothing beyond the first page can be reached"
@@ -132,7 +148,7 @@ def mark_blocked(run: Run, w: Walk, reason: str) -> list[Gap]:
     stores them); later walks of this run do not ask for another page."""
     run.blocked = reason
     now = time.time()
-    held, w.held = w.held, []
+    held, w.held = [g for g in w.held if g.id is None or g in run.gaps], []  # not those closed since
     for gap in held:
         gap.blocked_reason, gap.blocked_at = reason, now
     run.gaps += [g for g in held if g not in run.gaps]
@@ -152,8 +168,12 @@ def check_order(run: Run, w: Walk, canons: list[JSONObj]) -> None:
 
 
 def block(run: Run, w: Walk, reason: str, refused_now: bool = False) -> None:
-    """The route refuses to page past where the walk is: its gaps stay open, marked with why. A
-    refusal just received counts for every blocked gap: each waits another day to be retried."""
+    """The route refuses to page past where the walk is: its gaps stay open, marked with why; a
+    full walk that holds none opens one from its last page to the end, so that the run says its
+    coverage is partial and a later run walks on. A refusal just received counts for every blocked
+    gap: each waits another day to be retried."""
+    if w.kind == "full" and not w.held:
+        w.held.append(Gap(None, w.last_id, None, None))
     if not (w.held or refused_now):
         return
     now = time.time()

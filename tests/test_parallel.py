@@ -6,6 +6,7 @@ leaves, table by table, also when the listing changes under the run and when cur
 
 import copy
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from archiver import db, ledger
-from archiver.models import job_history, jobs, sync_gaps, sync_runs
+from archiver.models import job_history, jobs, rejected_items, sync_gaps, sync_runs
 from tests.conftest import cli_env, read_archive, run_cli
 from tests.fake_api import FakeApi, Reply, add_new_jobs, error_reply, finish_job, make_jobs, serve
 
@@ -59,6 +60,12 @@ class Shifting(FakeApi):
                 self.in_flight -= 1
 
 
+def unported(rows: Any) -> list[tuple[Any, ...]]:
+    return [
+        tuple(re.sub(r"127\.0\.0\.1:\d+", "fake", v) if isinstance(v, str) else v for v in r) for r in rows
+    ]
+
+
 def nothing(fake: Shifting, engine: sa.Engine) -> None:
     pass
 
@@ -85,15 +92,27 @@ def a_segment_start_vanishes_yet_pages_after_it(fake: Shifting, engine: sa.Engin
     fake.ghosts[cut[0]] = cut[1]
 
 
+def items_that_are_not_jobs_and_a_job_out_of_order(fake: Shifting, engine: sa.Engine) -> None:
+    """Non-job items (one right after a segment's start, one where a page ends), and a job listed
+    out of created_at order inside a segment's part."""
+    with engine.connect() as conn:
+        cut = ledger.spaced_jobs(conn, 4, LIMIT)[0][0]
+    at = next(i for i, j in enumerate(fake.jobs) if j["id"] == cut)
+    fake.jobs[at + 1 : at + 1] = [None]
+    fake.jobs[at + 60 : at + 60] = [{"object": "fine_tuning.job"}]
+    fake.jobs[at + 100]["created_at"] = 0
+
+
 def cursors_refused(fake: Shifting, engine: sa.Engine) -> None:
     fake.refuse_cursors = True
 
 
 def snapshot(url: str) -> tuple[dict[str, Any], int]:
-    """The archive, its history and coverage, less what differs by nature (times, run ids)."""
+    """The archive, its history, rejected items and coverage, less what differs by nature (times,
+    run ids, the fake's port in error texts)."""
     engine = db.make_engine(db.parse_url(url))
     with engine.connect() as conn:
-        h, g, r = job_history.c, sync_gaps.c, sync_runs.c
+        h, g, r, x, j = job_history.c, sync_gaps.c, sync_runs.c, rejected_items.c, jobs.c
         counters = (
             r.status,
             r.error,
@@ -111,17 +130,31 @@ def snapshot(url: str) -> tuple[dict[str, Any], int]:
             "vanished": conn.execute(
                 sa.select(jobs.c.id).where(jobs.c.vanished_at.is_not(None)).order_by(jobs.c.id)
             ).all(),
-            "gaps": conn.execute(
-                sa.select(g.after_id, g.until_id, g.until_created_at, g.blocked_reason).order_by(g.id)
+            "more of jobs": conn.execute(
+                sa.select(j.id, j.content_hash, j.provider, j.status_class).order_by(j.id)
             ).all(),
-            "runs": conn.execute(sa.select(*counters).order_by(r.id)).all(),
+            "rejected": sorted(map(tuple, conn.execute(sa.select(x.reason, x.raw)).all()), key=repr),
+            "gaps": unported(
+                conn.execute(
+                    sa.select(
+                        g.after_id, g.until_id, g.until_created_at, g.blocked_reason, g.blocked_at.is_(None)
+                    ).order_by(g.id)
+                ).all()
+            ),
+            "runs": unported(conn.execute(sa.select(*counters).order_by(r.id)).all()),
         }
         pages = conn.execute(sa.select(r.pages).order_by(r.id.desc()).limit(1)).scalar_one()
     engine.dispose()
     return state, pages
 
 
-CHANGES = [nothing, jobs_come_go_and_move_on, a_segment_start_vanishes_yet_pages_after_it, cursors_refused]
+CHANGES = [
+    nothing,
+    jobs_come_go_and_move_on,
+    a_segment_start_vanishes_yet_pages_after_it,
+    items_that_are_not_jobs_and_a_job_out_of_order,
+    cursors_refused,
+]
 
 
 @pytest.mark.parametrize("change", CHANGES)
@@ -142,7 +175,8 @@ def test_a_parallel_full_walk_leaves_what_a_sequential_one_leaves(
             fake.change = lambda fake=fake, engine=engine: change(fake, engine)
             full = run_cli("sync", "-v", "--full", f"--limit={LIMIT}", f"--parallel={parallel}", env=env)
             engine.dispose()
-        assert full.returncode == 0, full.stderr
+        rejected = change is items_that_are_not_jobs_and_a_job_out_of_order
+        assert full.returncode == (3 if rejected else 0), full.stderr
         if parallel != "1" and change in (jobs_come_go_and_move_on, cursors_refused):  # handed over
             assert "the segment before walks on" in full.stderr
         states.append(snapshot(url))
