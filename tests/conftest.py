@@ -6,6 +6,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,15 @@ def pg_admin() -> sa.Engine | None:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty archive: a SQLite file path, or a new database on the PostgreSQL server."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "archive.db")
+    with scratch_database(request.param, tmp_path / "archive.db") as url:
+        yield url
+
+
+@contextmanager
+def scratch_database(backend: str, path: Path) -> Iterator[str]:
+    """An empty database: the SQLite file `path`, or a new database on the PostgreSQL server."""
+    if backend == "sqlite":
+        yield str(path)
         return
     admin = pg_admin()
     assert admin is not None
