@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-import wcwidth
 from sqlalchemy import Connection, Row, select, text
 
 from archiver.db import resource_path
@@ -250,6 +249,8 @@ def cell(value: Any) -> str:
 
 def width(text: str) -> int:
     """Terminal cells: CJK and emoji take two, combining marks none (wcwidth, by grapheme)."""
+    import wcwidth  # here, not at the top: its tables cost a sync 10 ms of start-up for nothing
+
     cells = wcwidth.wcswidth(text)
     return cells if cells >= 0 else len(text)
 

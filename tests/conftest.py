@@ -29,10 +29,10 @@ def pg_admin() -> sa.Engine | None:
 
 
 @contextmanager
-def new_database(kind: str, tmp_path: Path, name: str = "archive.db") -> Iterator[str]:
-    """A fresh, empty archive: a SQLite file path, or a new database on the PostgreSQL server."""
-    if kind == "sqlite":
-        yield str(tmp_path / name)
+def scratch_database(backend: str, path: Path) -> Iterator[str]:
+    """An empty database: the SQLite file `path`, or a new database on the PostgreSQL server."""
+    if backend == "sqlite":
+        yield str(path)
         return
     admin = pg_admin()
     assert admin is not None
@@ -50,14 +50,15 @@ def new_database(kind: str, tmp_path: Path, name: str = "archive.db") -> Iterato
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with new_database(request.param, tmp_path) as url:
+    """A fresh, empty archive: a SQLite file path, or a new database on the PostgreSQL server."""
+    with scratch_database(request.param, tmp_path / "archive.db") as url:
         yield url
 
 
 @pytest.fixture
 def other_db_url(db_url: str, tmp_path: Path) -> Iterator[str]:
     """A second fresh archive on the same backend as `db_url`."""
-    with new_database("postgresql" if "://" in db_url else "sqlite", tmp_path, "other.db") as url:
+    with scratch_database("postgresql" if "://" in db_url else "sqlite", tmp_path / "other.db") as url:
         yield url
 
 
