@@ -72,7 +72,7 @@ def walk_parallel(run: Run, own: Gap, cuts: list[tuple[str, int | None]], writte
     with run.engine.begin() as conn:
         ledger.close_gaps(conn, [g.id for g in run.gaps if g.id is not None])
     run.gaps = []
-    mark_missing_vanished(run, set(written))
+    mark_missing_vanished(run, written)
     return True
 
 

@@ -185,7 +185,7 @@ def block(run: Run, w: Walk, reason: str, refused_now: bool = False) -> None:
             ledger.save_gap(conn, gap, run.result.run_id, now)
 
 
-def mark_missing_vanished(run: Run, listed: set[str]) -> None:
+def mark_missing_vanished(run: Run, listed: Container[str]) -> None:
     """After a full walk: archived jobs it did not see are gone from the listing."""
     with run.engine.begin() as conn:
         missing = [job_id for job_id in ledger.listed_ids(conn) if job_id not in listed]
