@@ -172,8 +172,10 @@ def block(run: Run, w: Walk, reason: str, refused_now: bool = False) -> None:
     full walk that holds none opens one from its last page to the end, so that the run says its
     coverage is partial and a later run walks on. A refusal just received counts for every blocked
     gap: each waits another day to be retried."""
-    if w.kind == "full" and not w.held:
-        w.held.append(Gap(None, w.last_id, None, None))
+    if w.kind == "full" and w.started_at_head and not w.held:  # one gap for the rest, reused
+        rest = next((g for g in run.gaps if g.until_id is None), None) or Gap(None, None, None, None)
+        rest.after_id = w.last_id  # walked from the head to here: a gap to the end may start here
+        w.held.append(rest)
     if not (w.held or refused_now):
         return
     now = time.time()

@@ -453,3 +453,23 @@ def test_a_full_walk_refused_on_a_later_page_does_not_pass_for_complete(
     healed = raw["metadata"] == {"changed": "yes"}
     # either the walk got there, or the run says its coverage is partial and keeps a gap for it
     assert healed or (result.partial is not None and s["gaps"] != []), (s["runs"][-1], s["gaps"])
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_full_runs_refused_again_and_again_keep_one_gap_for_the_rest(
+    engine: sa.Engine, parallel: int
+) -> None:
+    """A provider that refuses every cursor (Vertex AI through the gateway), new jobs between runs:
+    each --full run says its coverage is partial, with one gap for the rest, not one more per run."""
+    fake = RefusesOneCursor(settled(400, seed=45))
+    sync(api_for(fake), engine, limit=LIMIT)
+    rng = random.Random(45)
+    for _ in range(3):
+        add_new_jobs(fake.jobs, 5, rng)  # within the first page: the head walk meets the archive
+        fake.bad = fake.jobs[LIMIT - 1]["id"]  # the first page's last job: no page beyond it
+        result = sync(api_for(fake), engine, full=True, limit=LIMIT, parallel=parallel)
+        assert result.partial is not None
+        with engine.begin() as conn:  # the refusal is older than a day: tried again
+            conn.execute(sa.update(sync_gaps).values(blocked_at=1.0))
+    gaps = state(engine)["gaps"]
+    assert [(after, until) for after, until, _ in gaps] == [(fake.bad, None)]
