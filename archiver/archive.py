@@ -139,11 +139,22 @@ class Archive:
             the run's SyncResult (counters, `run_id`, `partial` coverage, `migrated_from`).
 
         Raises:
-            ConfigError: missing or refused settings, or an outdated schema with migrate=False.
+            ConfigError: missing, out of range or refused settings, or an outdated schema with
+                migrate=False.
             ApiError: the API failed after retries (pages written before are kept).
             DatabaseError: the archive is locked, full, read-only or unreachable.
             TryLater: another sync holds the lock, or the API asked to wait too long.
         """
+        for name, value, low, high in (
+            ("limit", limit, 1, 10_000),
+            ("parallel", parallel, 1, 32),
+            ("max_retries", max_retries, 0, 20),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ConfigError(f"{name} must be a whole number from {low} to {high}, not {value!r}")
+        for name, number in (("timeout", timeout), ("retry_after_cap", retry_after_cap)):
+            if not isinstance(number, int | float) or not number >= 0 or (name == "timeout" and not number):
+                raise ConfigError(f"{name} must be a positive number of seconds, not {number!r}")
         settings = Settings(
             base_url=route.base_url,
             headers=route.headers(),

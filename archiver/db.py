@@ -173,7 +173,8 @@ def ensure_writable(path: Path) -> None:
 
 
 def ensure_private_file(path: Path) -> None:
-    """Create a new archive as 0600 (-wal and -shm copy its mode); warn about an exposed one."""
+    """Create a new archive as 0600 (-wal and -shm copy its mode); warn about one every user of
+    the machine may read (a group that may read it is how the README shares it with auditors)."""
     try:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         return
@@ -182,7 +183,7 @@ def ensure_private_file(path: Path) -> None:
     except OSError as e:
         raise DatabaseError(f"cannot create the archive {path}: {e.strerror}") from e
     mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if mode & stat.S_IRWXO:
         log.warning("archive %s is readable by others (mode %o); chmod 600 it", path, mode & 0o777)
 
 

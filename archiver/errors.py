@@ -8,7 +8,7 @@
     ├── RejectedItems             3  run completed, some items quarantined
     └── TryLater                 75  another sync holds the lock, or the API asked to wait too long
 
-Signals are not errors: SIGINT exits 130 and SIGTERM 143 (see cli.py).
+Signals are not errors: SIGINT exits 130 and SIGTERM 143 (see archiver/cli/main.py).
 Anything else is a bug and keeps its traceback.
 """
 

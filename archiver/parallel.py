@@ -55,7 +55,8 @@ def walk_parallel(run: Run, own: Gap, cuts: list[tuple[str, int | None]], writte
         )
         for i, s in enumerate(starts)
     ]
-    walker = Walker(run, segments, Streams(depth=2), written)
+    walker = Walker(run, segments, Streams(depth=1), written)  # one page beyond a part, at most
+    log.info("walking the history in %d segments at once", len(segments))
     try:
         for i, seg in enumerate(segments):
             walker.streams.start((i, 0), segment_pages(run, seg.walk.after))

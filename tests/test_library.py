@@ -114,3 +114,16 @@ def test_secrets_given_to_portkey_stay_out_of_repr_errors_and_logs(
         assert secret not in str(refused.value)
         assert secret not in stream.getvalue()
     assert "[redacted]" in stream.getvalue()
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [{"parallel": 0}, {"parallel": "x"}, {"limit": 0}, {"max_retries": -1}, {"timeout": 0}, {"limit": True}],
+)
+def test_a_setting_out_of_range_is_a_config_error_before_anything_is_opened(
+    tmp_path: Path, setting: dict[str, object]
+) -> None:
+    route = archiver.Portkey(api_key="pk-x", virtual_key="vk-x", base_url="http://127.0.0.1:9/v1")
+    with pytest.raises(archiver.ConfigError, match=f"^{next(iter(setting))} must be "):
+        archiver.Archive(str(tmp_path / "a.db")).sync(route, **setting)  # type: ignore[arg-type]
+    assert not (tmp_path / "a.db").exists()

@@ -96,7 +96,7 @@ def test_no_secret_reaches_output_logs_archive_or_argv(db_url: str, fake: FakeAp
     assert [n for n in NEEDLES if n.encode() in everything] == []
 
 
-def test_a_new_archive_is_private_and_an_exposed_one_is_flagged(
+def test_a_new_archive_is_private_and_one_anyone_may_read_is_flagged_but_a_group_one_is_not(
     tmp_path: Path, fake: FakeApi, base_url: str
 ) -> None:
     fake.jobs = make_jobs(10)
@@ -113,6 +113,9 @@ def test_a_new_archive_is_private_and_an_exposed_one_is_flagged(
         "a.db": 0o600,
         "a.db.lock": 0o600,
     }
+    os.chmod(tmp_path / "a.db", 0o640)  # shared with a group of auditors, as the README says
+    shared = run_cli("-q", "sync", env=env)
+    assert (shared.returncode, shared.stderr) == (0, "")
     os.chmod(tmp_path / "a.db", 0o644)
     again = run_cli("sync", env=env)
     assert again.returncode == 0

@@ -103,6 +103,9 @@ def sync_command(
       archiver sync --db archive.db      # PORTKEY_* exported beforehand
     """
     report: dict[str, Any] = {}  # what --json prints, whatever happens
+    ctx = click.get_current_context()
+    if not options["full"] and ctx.get_parameter_source("parallel") is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--parallel applies only with --full", ctx)
     try:
         route = Portkey.from_env(base_url=base_url, ca_bundle=ca_bundle)  # checked before any file is made
         archive = open_archive(database)
