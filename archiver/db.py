@@ -133,6 +133,12 @@ def read_only_url(path: Path) -> URL:
     """
     if not path.exists():
         raise ConfigError(f"no archive at {path}: run `archiver sync` first")
+    if not os.access(path, os.R_OK):
+        mode = path.stat().st_mode & 0o777
+        raise DatabaseError(
+            f"cannot read the archive {path} (mode {mode:o}): this user is not allowed to; "
+            "see the README's Read-only access"
+        )
     shm, wal = Path(f"{path}-shm"), Path(f"{path}-wal")
     query = {"mode": "ro", "uri": "true"}
     if shm.exists() and not os.access(shm, os.R_OK):

@@ -344,3 +344,22 @@ def test_a_failed_sync_on_a_read_only_archive_leaves_nothing_that_breaks_the_nex
     engine = db.make_engine(db.parse_url(str(path)))
     assert_archive_equals(engine, fake.jobs)
     engine.dispose()
+
+
+def test_a_user_who_may_not_read_the_archive_is_told_so_in_one_line(
+    fake: FakeApi, base_url: str, shared_dir: Path
+) -> None:
+    path = shared_dir / "archive.db"
+    fake.jobs = make_jobs(5, seed=84)
+    assert run_cli("sync", env=cli_env(base_url, ARCHIVER_DATABASE_URL=str(path))).returncode == 0
+    env = cli_env(NO_API, ARCHIVER_DATABASE_URL=str(path))  # the archive is root's, mode 600
+    for command in (["status"], ["report", "status_overview"], ["query", "SELECT 1"]):
+        result = run_cli_as_nobody(*command, env=env, cwd=shared_dir)
+        assert (result.returncode, result.stdout, result.stderr.splitlines()) == (
+            4,
+            "",
+            [
+                f"archiver: error: cannot read the archive {path} (mode 600): this user is not "
+                "allowed to; see the README's Read-only access"
+            ],
+        )
