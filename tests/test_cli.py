@@ -461,6 +461,7 @@ def test_sync_json_reports_failures_too(db_url: str, fake: FakeApi, base_url: st
         "jobs_updated": 0,
         "jobs_unchanged": 0,
         "jobs_rejected": 0,
+        "jobs_vanished": 0,
         "database": json.loads(ok.stdout)["database"],
         "partial": None,  # or why part of the history is unreachable through this route
     }

@@ -145,7 +145,7 @@ def run(archive: Archive, route: Portkey, report: dict[str, Any], **options: Any
         report.update(recorded_run(archive))
         raise
     note(summary(result, report["database"]))
-    report.update(run_id=result.run_id, mode=result.mode, **result.counters())
+    report.update(run_id=result.run_id, mode=result.mode, **result.counters(), jobs_vanished=result.vanished)
     return result
 
 
