@@ -4,6 +4,7 @@ segment failing for good, interrupts; each against the listing or what `--parall
 
 import contextlib
 import copy
+import logging
 import random
 import threading
 import time
@@ -67,30 +68,27 @@ def state(engine: sa.Engine) -> dict[str, Any]:
 class PurgesACutWhileItIsPaged(FakeApi):
     """The job where segment 1 starts (`cut`) is listed to segment 0 on its last page, then purged
     before segment 1's first request is answered: segment 1 is refused (400) and hands its part to
-    segment 0, which resumes after its own last job, `cut`, now unknown too."""
+    segment 0, whose next request, after its own last job `cut`, is refused too."""
 
     def __init__(self, history: list[dict[str, Any]], cut: str) -> None:
         super().__init__(history)
         self.cut = cut
-        self.asked = 0  # requests after=cut so far
-        self.both = threading.Event()
+        self.listed = threading.Event()  # a page holding `cut` was served
 
     def respond(self, path: str, params: dict[str, str], headers: dict[str, str]) -> Reply:
         if params.get("after") == self.cut:
+            assert self.listed.wait(10)
             with self.lock:
-                self.asked += 1
-                if self.asked == 2:  # segment 0 prefetches after `cut`: its page with `cut` is queued
-                    self.both.set()
-            if self.asked <= 2:
-                assert self.both.wait(10)
-                with self.lock:
-                    self.jobs = [j for j in self.jobs if j["id"] != self.cut]
-                return error_reply(400, f"No fine-tuning job found with id {self.cut}")
-        return super().respond(path, params, headers)
+                self.jobs = [j for j in self.jobs if j["id"] != self.cut]
+            return error_reply(400, f"No fine-tuning job found with id {self.cut}")
+        reply = super().respond(path, params, headers)
+        if self.cut.encode() in reply.body:
+            self.listed.set()
+        return reply
 
 
 def test_a_cut_purged_after_the_segment_before_listed_it_is_walked_from_the_head_instead(
-    engine: sa.Engine,
+    engine: sa.Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     history = settled(400, seed=31)  # 20 pages: 4 segments of 5
     sync(api_for(FakeApi(copy.deepcopy(history))), engine, limit=LIMIT)
@@ -98,7 +96,9 @@ def test_a_cut_purged_after_the_segment_before_listed_it_is_walked_from_the_head
     deep = history[150]["id"]  # in segment 1's part (jobs 100..199)
     fake = PurgesACutWhileItIsPaged(copy.deepcopy(history), cut)
     fake.jobs[150]["metadata"] = {"changed": "yes"}  # a final job the API changed: only --full heals it
-    result = sync(api_for(fake), engine, full=True, limit=LIMIT, parallel=4)
+    with caplog.at_level(logging.INFO, logger="archiver"):
+        result = sync(api_for(fake), engine, full=True, limit=LIMIT, parallel=4)
+    assert "the segments did not walk the whole listing: walking it from the head" in caplog.text
     with engine.connect() as conn:
         raw = conn.execute(sa.select(jobs.c.raw).where(jobs.c.id == deep)).scalar_one()
         cut_gone = conn.execute(
