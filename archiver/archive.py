@@ -1,5 +1,6 @@
 """Archive: the library facade the command line is a thin layer over (sync, report, query, status)."""
 
+import math
 import os
 import re
 import time
@@ -152,9 +153,14 @@ class Archive:
         ):
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise ConfigError(f"{name} must be a whole number from {low} to {high}, not {value!r}")
-        for name, number in (("timeout", timeout), ("retry_after_cap", retry_after_cap)):
-            if not isinstance(number, int | float) or not number >= 0 or (name == "timeout" and not number):
-                raise ConfigError(f"{name} must be a positive number of seconds, not {number!r}")
+        for name, seconds, least in (
+            ("timeout", timeout, 0.1),
+            ("retry_after_cap", retry_after_cap, 0.0),
+            ("retry_backoff", retry_backoff, 0.0),
+            ("max_time", 1.0 if max_time is None else max_time, 1.0),
+        ):
+            if not isinstance(seconds, int | float) or not least <= seconds < math.inf:
+                raise ConfigError(f"{name} must be a number of seconds from {least:g}, not {seconds!r}")
         settings = Settings(
             base_url=route.base_url,
             headers=route.headers(),

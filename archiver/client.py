@@ -101,13 +101,16 @@ def iter_pages(api: Api, limit: int, after: str | None = None, prefetch: bool = 
     the caller asks for.
     """
     pages = walk_pages(api, limit, after)
-    return ahead(pages, 2) if prefetch else pages
+    return ahead(pages, 2, abort=api.stopping) if prefetch else pages
 
 
-def walk_pages(api: Api, limit: int, after: str | None) -> Iterator[Page]:
+def walk_pages(
+    api: Api, limit: int, after: str | None, cancel: threading.Event | None = None
+) -> Iterator[Page]:
+    """The pages from `after`; once `cancel` is set, no request is sent or tried again."""
     seen_cursors = {after}
     while True:
-        page = fetch_page(api, limit, after)
+        page = fetch_page(api, limit, after, cancel)
         if page.has_more:
             if not page.items:
                 raise ApiError(
@@ -122,11 +125,11 @@ def walk_pages(api: Api, limit: int, after: str | None) -> Iterator[Page]:
             return
 
 
-def fetch_page(api: Api, limit: int, after: str | None) -> Page:
+def fetch_page(api: Api, limit: int, after: str | None, cancel: threading.Event | None = None) -> Page:
     params: dict[str, Any] = {"limit": limit}
     if after is not None:
         params["after"] = after
-    body, provider = request_json(api, "fine_tuning/jobs", params)
+    body, provider = request_json(api, "fine_tuning/jobs", params, cancel)
     data, has_more = body.get("data"), body.get("has_more")
     if body.get("object") != "list" or not isinstance(data, list) or not isinstance(has_more, bool | None):
         raise ApiError(
@@ -171,12 +174,16 @@ class Retry(Exception):
         self.delay = delay
 
 
-def request_json(api: Api, path: str, params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-    """GET a JSON object, retrying transient failures with backoff; everything else is ApiError."""
+def request_json(
+    api: Api, path: str, params: dict[str, Any], cancel: threading.Event | None = None
+) -> tuple[dict[str, Any], str | None]:
+    """GET a JSON object, retrying transient failures with backoff; everything else is ApiError.
+    The waits between tries end early once `cancel` (else `api.stopping`) is set."""
     s = api.settings
+    stop = cancel or api.stopping
     for attempt in range(s.max_retries + 1):
-        if api.stopping.is_set():
-            raise ApiError(f"GET {path}: not sent, the run is ending")
+        if stop.is_set() or api.stopping.is_set():
+            raise ApiError(f"GET {path}: not sent, the walk is over")
         try:
             return attempt_json(api, path, params)
         except Retry as e:
@@ -191,7 +198,7 @@ def request_json(api: Api, path: str, params: dict[str, Any]) -> tuple[dict[str,
             if s.max_time is not None and api.clock() - api.started + delay > s.max_time:
                 raise ApiError(f"{e}; out of time (--max-time {s.max_time:g}s)") from None
             log.warning("%s; retrying in %.2fs (attempt %d of %d)", e, delay, attempt + 2, s.max_retries + 1)
-            (api.sleep or api.stopping.wait)(delay)
+            (api.sleep or stop.wait)(delay)
     raise AssertionError("unreachable")
 
 

@@ -1,6 +1,7 @@
 """A full walk in segments fetched at once, written by one thread (`sync --full --parallel N`)."""
 
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -59,7 +60,7 @@ def walk_parallel(run: Run, own: Gap, cuts: list[tuple[str, int | None]], writte
     log.info("walking the history in %d segments at once", len(segments))
     try:
         for i, seg in enumerate(segments):
-            walker.streams.start((i, 0), segment_pages(run, seg.walk.after))
+            walker.start(i, seg.walk.after)
         while any(seg.state == "walking" for seg in segments):
             (i, _), ok, value = walker.streams.get()
             walker.take_page(i, *value) if ok else walker.take_end(i, value)
@@ -85,6 +86,11 @@ class Walker:
     segments: list[Segment]
     streams: Streams[tuple[int, int]]
     written: dict[str, int]
+
+    def start(self, i: int, after: str | None) -> None:
+        """Segment i's fetches from `after`; stopping its stream ends a wait to retry at once."""
+        stop = threading.Event()
+        self.streams.start((i, self.segments[i].stream), segment_pages(self.run, after, stop), stop)
 
     def take_page(self, i: int, page: Page, batch: Batch) -> None:
         seg = self.segments[i]
@@ -128,11 +134,11 @@ class Walker:
         prev.bound = self.segments[i].bound
         if prev.state == "bounded":
             prev.state, prev.stream = "walking", prev.stream + 1
-            self.streams.start((j, prev.stream), segment_pages(self.run, prev.last_id))
+            self.start(j, prev.last_id)
 
 
-def segment_pages(run: Run, after: str | None) -> Iterator[tuple[Page, Batch]]:
-    for page in walk_pages(run.api, run.limit, after):
+def segment_pages(run: Run, after: str | None, stop: threading.Event) -> Iterator[tuple[Page, Batch]]:
+    for page in walk_pages(run.api, run.limit, after, stop):
         yield page, make_batch(page.items, run.notes, page.provider or run.provider)
 
 

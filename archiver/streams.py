@@ -32,9 +32,10 @@ class Streams(Generic[K]):
         self.running: dict[K, Stream] = {}
         self.threads: list[threading.Thread] = []
 
-    def start(self, key: K, items: Iterator[Any]) -> None:
-        """Drain `items` in a new thread; `key` names its items (a stopped key may start again)."""
-        stream = Stream(threading.Semaphore(self.depth))
+    def start(self, key: K, items: Iterator[Any], stop: threading.Event | None = None) -> None:
+        """Drain `items` in a new thread; `key` names its items (a stopped key may start again).
+        `stop` is set when the stream stops: `items` may watch it to end a wait early."""
+        stream = Stream(threading.Semaphore(self.depth), stop or threading.Event())
         thread = threading.Thread(target=self.produce, args=(key, stream, items), daemon=True)
         self.running[key] = stream
         self.threads.append(thread)
@@ -81,20 +82,26 @@ class Streams(Generic[K]):
             thread.join()
 
 
-def ahead(items: Iterator[T], depth: int) -> Generator[T, None, None]:
+def ahead(items: Iterator[T], depth: int, abort: threading.Event | None = None) -> Generator[T, None, None]:
     """`items`, produced in a daemon thread at most `depth` items ahead of the caller.
 
     Depth 2 lets the thread send the next request as soon as a page arrives, before the caller
     (which holds the GIL while it writes) has taken it: a page's wait is not lengthened by a
     thread switch. Closing the iterator stops the thread and waits for the item in progress: the
     caller closes the HTTP client next, and a request cut off by that would be retried and logged
-    after the run ended.
+    after the run ended. A signal that interrupts the wait for an item sets `abort` first, so that
+    a fetch waiting to be tried again gives up instead of being waited for.
     """
     streams: Streams[int] = Streams(depth)
     streams.start(0, items)
     try:
         while True:
-            _, ok, value = streams.get()
+            try:
+                _, ok, value = streams.get()
+            except BaseException:
+                if abort is not None:
+                    abort.set()
+                raise
             if not ok:
                 if value is None:
                     return

@@ -73,6 +73,7 @@ def sync(
     whatever happens (a run left `running` by a killed process becomes `abandoned` here)."""
     mode = "full" if full else "incremental"
     now = time.time()
+    api.stopping.clear()  # an Api a failed run stopped may serve the next one
     with engine.begin() as conn:
         run_id = ledger.start_run(conn, mode, str(api.http.base_url), now)
         pending, gaps, newest = ledger.load_in_flight(conn), ledger.load_gaps(conn), ledger.newest_job(conn)
@@ -165,7 +166,7 @@ def batches(run: Run, after: str | None, prefetch: bool) -> Generator[tuple[Page
         (page, make_batch(page.items, run.notes, page.provider or run.provider))
         for page in iter_pages(run.api, run.limit, after, prefetch=prefetch)
     )
-    return ahead(pages, 1) if prefetch else pages
+    return ahead(pages, 1, abort=run.api.stopping) if prefetch else pages
 
 
 def end_walk(run: Run, w: Walk, blocked: str | None, refused_now: bool = False) -> None:

@@ -473,3 +473,12 @@ def test_full_runs_refused_again_and_again_keep_one_gap_for_the_rest(
             conn.execute(sa.update(sync_gaps).values(blocked_at=1.0))
     gaps = state(engine)["gaps"]
     assert [(after, until) for after, until, _ in gaps] == [(fake.bad, None)]
+
+
+def test_an_api_that_a_failed_run_stopped_serves_the_next_run(engine: sa.Engine) -> None:
+    fake = FakeApi(settled(50, seed=46))
+    api = api_for(fake, max_retries=0)
+    fake.faults.append(error_reply(500, "Internal server error"))
+    with pytest.raises(ApiError):
+        sync(api, engine, limit=LIMIT)
+    assert sync(api, engine, limit=LIMIT).seen == 50

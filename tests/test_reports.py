@@ -546,12 +546,13 @@ def odd_job(i: str, day: float, status: str, odd: str = ODD) -> dict[str, Any]:
     )
 
 
-LONE = "a\ud800b\u2028c"  # a lone surrogate: archiver's raw holds it as the escape \ud800
+LONE = "a\ud800b\u2028c\U0001f600"  # a lone surrogate (raw holds \ud800) and a pair (an emoji)
+LONE_SAFE = "a\ufffdb\u2028c\U0001f600"
 
 
-@pytest.mark.parametrize("odd", [ODD, LONE])
+@pytest.mark.parametrize(("odd", "safe"), [(ODD, SAFE), (LONE, LONE_SAFE)])
 def test_every_report_and_view_reads_nul_and_lone_surrogates_as_u_fffd_on_both_backends(
-    engine: sa.Engine, odd: str
+    engine: sa.Engine, odd: str, safe: str
 ) -> None:
     """job_history_fields extracts from raw; PostgreSQL refuses any extraction from a json value
     holding \\u0000 or a lone surrogate escape anywhere, SQLite's json_extract cuts the text at
@@ -580,30 +581,32 @@ def test_every_report_and_view_reads_nul_and_lone_surrogates_as_u_fffd_on_both_b
     typed = ("model", "fine_tuned_model", "method_type", "user_provided_suffix", "error_code")
     typed += ("error_message", "wandb_project", "n_epochs", "batch_size", "learning_rate_multiplier")
     for job_id in ("ftjob-n1", "ftjob-n2", "ftjob-n3"):
-        assert {k: summary[job_id][k] for k in typed} == dict.fromkeys(typed, SAFE), job_id
-    assert summary["ftjob-n1"]["status"] == SAFE
+        assert {k: summary[job_id][k] for k in typed} == dict.fromkeys(typed, safe), job_id
+    assert summary["ftjob-n1"]["status"] == safe
     history = [r for r in selected["job_history_fields"] if r["job_id"] == "ftjob-n1"]
     fields = [(r["status"], r["fine_tuned_model"], r["error_code"], r["result_file_count"]) for r in history]
-    from_raw = "a\ufffd\ufffd\ufffdb\u2028c" if odd == LONE and engine.dialect.name == "sqlite" else SAFE
-    assert fields == [(SAFE, from_raw, from_raw, 2)] * 2
+    from_raw = (
+        "a\ufffd\ufffd\ufffdb\u2028c\U0001f600" if odd == LONE and engine.dialect.name == "sqlite" else safe
+    )
+    assert fields == [(safe, from_raw, from_raw, 2)] * 2
     assert [r["trained_tokens"] for r in history] == [None, "10"]
     assert [(r["status"], r["changed"]) for r in ran["job_timeline"]] == [
-        (SAFE, "first seen"),
-        (SAFE, "trained_tokens"),
+        (safe, "first seen"),
+        (safe, "trained_tokens"),
     ]
     assert [(r["id"], r["status"], r["model"]) for r in ran["in_flight"]] == [
-        ("ftjob-n2", "running", SAFE),
-        ("ftjob-n1", SAFE, SAFE),
+        ("ftjob-n2", "running", safe),
+        ("ftjob-n1", safe, safe),
     ]
     assert all(r["status_seen_since"] for r in ran["in_flight"])
-    assert [(r["suffix"], r["base_model"]) for r in ran["fine_tuned_models"]] == [(SAFE, SAFE)] * 3
-    assert {(r["code"], r["message"], r["model"]) for r in ran["failure_reasons"]} == {(SAFE, SAFE, SAFE)}
-    assert {(r["project"], r["entity"], r["tag"]) for r in ran["wandb_usage"]} == {(SAFE, SAFE, SAFE)}
-    assert {r["model"] for r in ran["durations"] + ran["hyperparameters"]} == {SAFE}
-    assert {r["status"] for r in ran["status_overview"]} == {SAFE, "running", "succeeded"}
+    assert [(r["suffix"], r["base_model"]) for r in ran["fine_tuned_models"]] == [(safe, safe)] * 3
+    assert {(r["code"], r["message"], r["model"]) for r in ran["failure_reasons"]} == {(safe, safe, safe)}
+    assert {(r["project"], r["entity"], r["tag"]) for r in ran["wandb_usage"]} == {(safe, safe, safe)}
+    assert {r["model"] for r in ran["durations"] + ran["hyperparameters"]} == {safe}
+    assert {r["status"] for r in ran["status_overview"]} == {safe, "running", "succeeded"}
     with engine.connect() as conn:
         kinds = conn.execute(sa.text("SELECT DISTINCT type FROM integrations ORDER BY type")).scalars()
-        assert list(kinds) == sorted([SAFE, "wandb"])
+        assert list(kinds) == sorted([safe, "wandb"])
 
 
 def test_job_history_fields_keeps_the_text_backslash_u0000(engine: sa.Engine) -> None:

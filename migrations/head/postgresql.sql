@@ -28,7 +28,7 @@ SELECT h.id, h.job_id, h.sync_run_id, h.observed_at, CASE WHEN h.observed_at BET
        h.raw->>'finished_at' AS finished_at, h.raw->>'estimated_finish' AS estimated_finish,
        h.raw->>'fine_tuned_model' AS fine_tuned_model, h.raw->>'trained_tokens' AS trained_tokens,
        h.raw->'error'->>'code' AS error_code, CASE WHEN json_typeof(h.raw->'result_files') = 'array' THEN json_array_length(h.raw->'result_files') END AS result_file_count
-FROM (SELECT h.id, h.job_id, h.sync_run_id, h.observed_at, h.status, h.content_hash, replace(regexp_replace(replace(replace(h.raw::text, '\\', chr(1)), '\u0000', '\ufffd'), '\\u[dD][89abcdefABCDEF][0-9a-fA-F]{2}', '\ufffd', 'g'), chr(1), '\\')::json AS raw FROM job_history h) h;
+FROM (SELECT h.id, h.job_id, h.sync_run_id, h.observed_at, h.status, h.content_hash, replace(regexp_replace(regexp_replace(replace(replace(h.raw::text, '\\', chr(1)), '\u0000', '\ufffd'), '\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})', '\ufffd', 'g'), '(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}', '\ufffd', 'g'), chr(1), '\\')::json AS raw FROM job_history h) h;
 
 CREATE VIEW sync_run_summary AS
 SELECT r.id, CASE WHEN r.started_at BETWEEN 0 AND 253402300799 THEN to_char(to_timestamp(r.started_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') END AS started_utc, CASE WHEN r.finished_at BETWEEN 0 AND 253402300799 THEN to_char(to_timestamp(r.finished_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') END AS finished_utc,

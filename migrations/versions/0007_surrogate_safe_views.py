@@ -32,14 +32,20 @@ def sibling(name: str):  # type: ignore[no-untyped-def]
     return module
 
 
+HIGH = "\\\\u[dD][89abAB][0-9a-fA-F]{2}"  # the regular expression of an escaped high surrogate
+LOW = "\\\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+
+
 def safe_raw(raw: str) -> str:
-    """PostgreSQL: `raw` with each \\u0000 and each \\udXXX escape made \\ufffd; every escaped
-    backslash is set aside first (as U+0001, which JSON text never holds unescaped), so the text
-    \\\\ud800 (a backslash, then ud800) stays."""
+    """PostgreSQL: `raw` with each \\u0000 escape, and each escaped surrogate that is not half of a
+    pair, made \\ufffd (a pair, as an emoji is escaped, stays); every escaped backslash is set
+    aside first (as U+0001, which JSON text never holds unescaped), so the text \\\\ud800 (a
+    backslash, then ud800) stays."""
     swapped = f"replace({raw}::text, '\\\\', chr(1))"
     nul = f"replace({swapped}, '\\u0000', '\\ufffd')"
-    lone = f"regexp_replace({nul}, '\\\\u[dD][89abcdefABCDEF][0-9a-fA-F]{{2}}', '\\ufffd', 'g')"
-    return f"replace({lone}, chr(1), '\\\\')::json"
+    high = f"regexp_replace({nul}, '{HIGH}(?!{LOW})', '\\ufffd', 'g')"
+    low = f"regexp_replace({high}, '(?<!{HIGH}){LOW}', '\\ufffd', 'g')"
+    return f"replace({low}, chr(1), '\\\\')::json"
 
 
 def views(d: str) -> dict[str, str]:
