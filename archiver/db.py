@@ -3,7 +3,6 @@
 import json
 import logging
 import os
-import re
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +18,6 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
 from archiver.errors import ConfigError, DatabaseError
-from archiver.models import metadata
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -270,33 +268,8 @@ def ensure_schema(engine: Engine, migrate: bool) -> str | None:
             f"the archive's schema is at {now or 'nothing'}, not {target}: "
             "run `archiver db upgrade` or drop --no-migrate"
         )
-    if now is None and create_head(engine):
-        return "empty"
     upgrade(engine)
     return now or "empty"
-
-
-def create_head(engine: Engine) -> bool:
-    """Give an empty database the head schema in one step, without Alembic (its import and six
-    migrations were a third of a second and 10 MB of a first sync): models.py's tables, then
-    migrations/head/<dialect>.sql. tests/test_db.py proves the result, on both backends, the very
-    schema migrations 0001 to HEAD build. False, creating nothing, if any table or view exists."""
-    with engine.begin() as conn:
-        inspector = sa.inspect(conn)
-        if inspector.get_table_names() or inspector.get_view_names():
-            return False
-        metadata.create_all(conn, checkfirst=False)
-        for statement in head_sql(conn.dialect.name):
-            conn.exec_driver_sql(statement)
-        conn.execute(sa.text("INSERT INTO alembic_version (version_num) VALUES (:head)"), {"head": HEAD})
-    return True
-
-
-def head_sql(dialect: str) -> list[str]:
-    """The statements of migrations/head/<dialect>.sql, without their comment lines."""
-    text = (resource_path("migrations") / "head" / f"{dialect}.sql").read_text(encoding="utf-8")
-    statements = (re.sub(r"(?m)^--.*\n", "", part).strip() for part in text.split(";\n"))
-    return [s for s in statements if s]
 
 
 def database_error(e: DBAPIError, where: str = "") -> DatabaseError:

@@ -5,14 +5,13 @@ import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from alembic import command
 
 from archiver import db, lock
-from tests.conftest import PG_URL, assert_archive_equals, cli_env, pg_admin, run_cli, scratch_database
+from tests.conftest import PG_URL, assert_archive_equals, cli_env, pg_admin, run_cli
 from tests.fake_api import FakeApi, make_jobs
 
 TABLES = {"jobs", "errors", "result_files", "integrations", "tags", "sync_runs", "job_history"}
@@ -40,84 +39,6 @@ def test_models_match_migrations(engine: sa.Engine) -> None:
 
 
 # Every object in the database with the catalog's own definition of it, as (kind, name, definition).
-CATALOG = {
-    "sqlite": "SELECT type, name, tbl_name || ': ' || coalesce(sql, '') FROM sqlite_master",
-    "postgresql": """
-SELECT 'relation', relname, relkind::text FROM pg_class WHERE relnamespace = 'public'::regnamespace
-UNION ALL SELECT 'column', table_name || '.' || column_name, concat_ws(' ', ordinal_position, data_type,
-    character_maximum_length, numeric_precision, is_nullable, column_default, is_identity, collation_name)
-    FROM information_schema.columns WHERE table_schema = 'public'
-UNION ALL SELECT 'constraint', conname, conrelid::regclass::text || ': ' || pg_get_constraintdef(oid)
-    FROM pg_constraint WHERE connamespace = 'public'::regnamespace
-UNION ALL SELECT 'index', indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'
-UNION ALL SELECT 'sequence', sequencename, concat_ws(' ', data_type, start_value, min_value, max_value,
-    increment_by, cycle, cache_size, last_value) FROM pg_sequences WHERE schemaname = 'public'
-UNION ALL SELECT 'view', viewname, definition FROM pg_views WHERE schemaname = 'public'
-UNION ALL SELECT 'trigger', tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal
-UNION ALL SELECT 'function', proname, pg_get_function_identity_arguments(oid)
-    FROM pg_proc WHERE pronamespace = 'public'::regnamespace
-UNION ALL SELECT 'type', typname, typtype::text FROM pg_type
-    WHERE typnamespace = 'public'::regnamespace AND typrelid = 0""",
-}
-
-
-def schema(engine: sa.Engine) -> dict[str, Any]:
-    """The schema as SQLAlchemy inspects it (table by table) and as the catalog states it (every
-    object's definition, white space collapsed: SQLite keeps an ALTER's text as it was typed),
-    and the rows of every table."""
-    inspector = sa.inspect(engine)
-    tables = {
-        name: {
-            "columns": [{k: str(v) for k, v in c.items()} for c in inspector.get_columns(name)],
-            "primary key": inspector.get_pk_constraint(name),
-            "foreign keys": inspector.get_foreign_keys(name),
-            "indexes": inspector.get_indexes(name),
-            "unique": inspector.get_unique_constraints(name),
-            "checks": inspector.get_check_constraints(name),
-        }
-        for name in inspector.get_table_names()
-    }
-    with engine.connect() as conn:
-        catalog = sorted(
-            (kind, name, " ".join(definition.split()))
-            for kind, name, definition in conn.exec_driver_sql(CATALOG[engine.dialect.name])
-        )
-        rows = {name: conn.exec_driver_sql(f"SELECT * FROM {name}").all() for name in tables}
-    return {"tables": tables, "views": sorted(inspector.get_view_names()), "catalog": catalog, "rows": rows}
-
-
-def test_a_new_archive_gets_the_schema_the_migrations_build(db_url: str, tmp_path: Path) -> None:
-    """ensure_schema makes an empty database's schema in one step, without Alembic (db.create_head):
-    it must be the very schema that migrations 0001 to head build, and Alembic must take it on."""
-    migrated = db.make_engine(db.parse_url(db_url))
-    db.upgrade(migrated)
-    backend = migrated.dialect.name
-    with scratch_database(backend, tmp_path / "fresh.db") as url:
-        fresh = db.make_engine(db.parse_url(url))
-        assert db.ensure_schema(fresh, migrate=True) == "empty"
-        built, made = schema(migrated), schema(fresh)
-        assert made["rows"]["alembic_version"] == [(db.HEAD,)]
-        assert made["tables"].keys() == built["tables"].keys() >= TABLES
-        for name, table in made["tables"].items():
-            assert table == built["tables"][name], name
-        assert made == built
-        db.downgrade(fresh, "base")  # Alembic takes it from there
-        assert tables(fresh) == set()
-        fresh.dispose()
-    migrated.dispose()
-
-
-def test_a_database_holding_anything_is_migrated_not_created_in_one_step(db_url: str) -> None:
-    engine = db.make_engine(db.parse_url(db_url))
-    with engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE notes (x INTEGER)")
-    assert not db.create_head(engine)
-    assert tables(engine) == {"notes"}
-    assert db.ensure_schema(engine, migrate=True) == "empty"  # by the migrations, beside the table
-    assert tables(engine) >= TABLES | {"notes"}
-    engine.dispose()
-
-
 def test_ensure_schema_refuses_without_migrate(db_url: str) -> None:
     from archiver.errors import ConfigError
 
