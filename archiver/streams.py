@@ -4,7 +4,7 @@ pages while the writer writes, and how a parallel walk's segments share one writ
 import queue
 import threading
 from collections.abc import Generator, Hashable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -14,7 +14,7 @@ K = TypeVar("K", bound=Hashable)
 @dataclass(eq=False)
 class Stream:
     credit: threading.Semaphore
-    stop: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event
 
 
 class Streams(Generic[K]):
