@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import httpx
 
-from archiver.errors import ApiError, AuthError, ConfigError, TryLater
+from archiver.errors import ApiError, AuthError, ConfigError, OutOfTime, TryLater
 from archiver.streams import ahead
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ def request_json(
                 ) from None
             delay = e.delay if e.delay is not None else backoff(s, attempt)
             if s.max_time is not None and api.clock() - api.started + delay > s.max_time:
-                raise ApiError(f"{e}; out of time (--max-time {s.max_time:g}s)") from None
+                raise OutOfTime(f"{e}; out of time (--max-time {s.max_time:g}s)") from None
             log.warning("%s; retrying in %.2fs (attempt %d of %d)", e, delay, attempt + 2, s.max_retries + 1)
             (api.sleep or stop.wait)(delay)
     raise AssertionError("unreachable")
@@ -214,7 +214,7 @@ def attempt_json(api: Api, path: str, params: dict[str, Any]) -> tuple[dict[str,
     if api.settings.max_time is not None:  # a deadline for the whole run: no request may outlive it
         left = api.settings.max_time - (api.clock() - api.started)
         if left <= 0:
-            raise ApiError(f"{where}: out of time (--max-time {api.settings.max_time:g}s)")
+            raise OutOfTime(f"{where}: out of time (--max-time {api.settings.max_time:g}s)")
         timeout = httpx.Timeout(min(api.settings.timeout, left), connect=min(5.0, api.settings.timeout, left))
     with api.counting:
         api.requests += 1
@@ -262,7 +262,7 @@ def final_error(r: httpx.Response, message: str) -> ApiError | ConfigError:
             "and PORTKEY_VIRTUAL_KEY / PORTKEY_PROVIDER (+ PORTKEY_PROVIDER_API_KEY) / PORTKEY_CONFIG"
         )
     if code == 404:
-        if r.url.path.rstrip("/").endswith("/fine_tuning/jobs"):
+        if r.url.path.rstrip("/").endswith("/fine_tuning/jobs") and "after" not in r.url.params:
             return ConfigError(f"{message}: no fine-tuning jobs endpoint here; check PORTKEY_BASE_URL", 404)
         return ApiError(message, 404)
     if code == 412:

@@ -37,6 +37,10 @@ class ApiError(ArchiverError):
         self.status = status
 
 
+class OutOfTime(ApiError):
+    """The run's --max-time is spent."""
+
+
 class DatabaseError(ArchiverError):
     exit_code = 4
 

@@ -87,6 +87,10 @@ class FakeApi:
         self.rng = random.Random(0)
         self.injected: list[str] = []
         self.odd: dict[str, dict[str, Any]] = {}  # id -> fields served wrongly typed over the job's own
+        # Personalities of real servers:
+        self.unknown_cursor = "400"  # how `after=<id it does not list>` is answered: 400, 404, empty, first
+        self.get_faults: dict[str, deque[Reply]] = {}  # id -> replies its next GETs get, one each
+        self.get_view: Any = None  # job -> the job as a GET writes it (re-serialized, renamed, ...)
 
     def served(self, job: Any) -> Any:
         return {**job, **self.odd[job["id"]]} if isinstance(job, dict) and job.get("id") in self.odd else job
@@ -131,16 +135,26 @@ class FakeApi:
         if "after" in params:
             ids = [j.get("id") if isinstance(j, dict) else None for j in self.jobs]
             if params["after"] not in ids:
-                return error_reply(400, f"No fine-tuning job found with id {params['after']}")
-            start = ids.index(params["after"]) + 1
+                if self.unknown_cursor in ("400", "404"):
+                    message = f"No fine-tuning job found with id {params['after']}"
+                    return error_reply(int(self.unknown_cursor), message)
+                start = len(self.jobs) if self.unknown_cursor == "empty" else 0  # or the first page again
+            else:
+                start = ids.index(params["after"]) + 1
         data = [self.served(job) for job in self.jobs[start : start + limit]]
         page = {"object": "list", "data": data, "has_more": start + limit < len(self.jobs)}
         return json_reply(200, page, **({"x-portkey-provider": self.provider} if self.provider else {}))
 
     def one_job(self, job_id: str) -> Reply:
+        with self.lock:
+            faults = self.get_faults.get(job_id)
+            fault = faults.popleft() if faults else None
+        if fault is not None:
+            return fault
         for job in self.jobs:
             if isinstance(job, dict) and job.get("id") == job_id:
-                return json_reply(200, self.served(job))
+                served = self.served(job)
+                return json_reply(200, self.get_view(served) if self.get_view else served)
         return error_reply(404, f"No fine-tuning job found with id {job_id}")
 
     # httpx.MockTransport handler

@@ -4,10 +4,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, true, update
 
 from archiver import normalize, reports
-from archiver.models import jobs, sync_gaps, sync_runs
+from archiver.models import job_refresh, jobs, sync_gaps, sync_runs
 from archiver.store import JSONObj, chunks
 
 
@@ -25,14 +25,6 @@ class Gap:
     blocked_at: float | None = None
     opened_at: float | None = None
 
-    def closes_at(self, canon: JSONObj) -> bool:
-        if self.until_id is None:
-            return False
-        created = canon["created_at"]
-        return canon["id"] == self.until_id or (
-            created is not None and self.until_created_at is not None and created < self.until_created_at
-        )
-
 
 def load_gaps(conn: Connection) -> list[Gap]:
     g = sync_gaps.c
@@ -44,9 +36,10 @@ def load_gaps(conn: Connection) -> list[Gap]:
 
 def save_gap(conn: Connection, gap: Gap, run_id: int, now: float) -> None:
     """Insert a new gap (its id is set) or store where an open one now starts."""
-    values = {k: getattr(gap, k) for k in ("after_id", "blocked_reason", "blocked_at")}
+    keys = ("after_id", "until_id", "until_created_at", "blocked_reason", "blocked_at")
+    values = {k: getattr(gap, k) for k in keys}  # a page out of order moves its end to the end
     if gap.id is None:
-        values |= {"until_id": gap.until_id, "until_created_at": gap.until_created_at, "opened_at": now}
+        values["opened_at"] = now
         gap.id = conn.execute(
             insert(sync_gaps).values(**values, sync_run_id=run_id).returning(sync_gaps.c.id)
         ).scalar_one()
@@ -74,13 +67,127 @@ def save_run(conn: Connection, run_id: int, **values: Any) -> None:
     conn.execute(update(sync_runs).where(sync_runs.c.id == run_id).values(**values))
 
 
-def load_in_flight(conn: Connection) -> dict[str, int | None]:
-    """Archived jobs still moving (see normalize.in_flight), and not vanished: id -> created_at."""
+def in_flight_jobs() -> Any:
+    """Archived jobs still moving (see normalize.in_flight), and not vanished."""
     moving = jobs.c.status_class.in_(normalize.IN_FLIGHT_CLASSES) | (
         (jobs.c.status_class == "unknown") & jobs.c.status.is_not(None)
     )
-    query = select(jobs.c.id, jobs.c.created_at).where(moving, jobs.c.vanished_at.is_(None))
+    return moving & jobs.c.vanished_at.is_(None)
+
+
+def load_in_flight(conn: Connection, now: float, everything: bool = False) -> dict[str, int | None]:
+    """The in-flight jobs due a refresh (`everything`: all of them): id -> created_at."""
+    due = job_refresh.c.due_at.is_(None) | (job_refresh.c.due_at <= now)
+    query = select(jobs.c.id, jobs.c.created_at).select_from(jobs.outerjoin(job_refresh))
+    query = query.where(in_flight_jobs(), true() if everything else due)
     return {job_id: created for job_id, created in conn.execute(query)}
+
+
+def load_refresh_rows(conn: Connection) -> dict[str, float | None]:
+    """Jobs with a job_refresh row: id -> when a GET first answered 404 (unconfirmed), if one did."""
+    query = select(job_refresh.c.job_id, job_refresh.c.missing_at)
+    return {job_id: missing for job_id, missing in conn.execute(query)}
+
+
+def unknown_statuses(conn: Connection) -> tuple[int, str | None]:
+    """How many archived jobs in flight carry a status name archiver does not know, and one."""
+    query = select(func.count(), func.min(jobs.c.status)).where(
+        jobs.c.status_class == "unknown", jobs.c.status.is_not(None), jobs.c.vanished_at.is_(None)
+    )
+    count, example = conn.execute(query).one()
+    return count, example
+
+
+GRACE = 3600.0  # a job in flight unchanged for less is refreshed by every run
+MAX_WAIT = 86400.0  # never more than a day between refreshes
+
+
+def backoff_due(now: float, unchanged_since: float) -> float | None:
+    """When a job in flight, unchanged since `unchanged_since`, is next due: after a quarter of
+    the time it has been unchanged, capped at a day; none during its first hour unchanged."""
+    quiet = now - unchanged_since
+    return None if quiet < GRACE else now + min(MAX_WAIT, quiet / 4)
+
+
+def record_refreshes(
+    conn: Connection, canons: list[JSONObj], changed: list[str], due: list[str], rows: set[str], now: float
+) -> None:
+    """The refresh state after a page (or a batch of GETs): a job seen changed, or seen at all
+    after a failure or a 404, starts afresh; one seen in flight and unchanged while due backs off."""
+    seen = {c["id"] for c in canons}
+    fresh = (seen & rows) | (set(changed) & rows)
+    waiting = [
+        c["id"]
+        for c in canons
+        if c["id"] in due and c["id"] not in changed and normalize.in_flight(c["status"], c["status_class"])
+    ]
+    for chunk in chunks(sorted(fresh | set(waiting))):
+        conn.execute(delete(job_refresh).where(job_refresh.c.job_id.in_(chunk)))
+    rows -= fresh
+    written = []
+    for chunk in chunks(waiting):
+        query = select(jobs.c.id, jobs.c.last_seen_at).where(jobs.c.id.in_(chunk))
+        for job_id, since in conn.execute(query):
+            when = backoff_due(now, since)
+            if when is not None:
+                written.append({"job_id": job_id, "due_at": when})
+    if written:
+        conn.execute(insert(job_refresh), written)
+        rows.update(r["job_id"] for r in written)
+
+
+def record_failures(conn: Connection, failed: dict[str, str], rows: set[str], now: float) -> None:
+    """GETs that failed: each job is tried again after 1, 2, 4, ... minutes, at most a day."""
+    for job_id, error in failed.items():
+        row = conn.execute(select(job_refresh).where(job_refresh.c.job_id == job_id)).first()
+        failures = (row.failures if row else 0) + 1
+        values = {
+            "due_at": now + min(MAX_WAIT, 60.0 * 2 ** (failures - 1)),
+            "failures": failures,
+            "failing_since": (row.failing_since if row and row.failing_since else now),
+            "error": error,
+        }
+        if row:
+            conn.execute(update(job_refresh).where(job_refresh.c.job_id == job_id).values(values))
+        else:
+            conn.execute(insert(job_refresh).values(job_id=job_id, **values))
+        rows.add(job_id)
+
+
+def record_missing(conn: Connection, ids: list[str], rows: set[str], now: float) -> None:
+    """A GET answered 404 once: vanished only if a later run's GET does too."""
+    for job_id in ids:
+        if job_id in rows:
+            conn.execute(update(job_refresh).where(job_refresh.c.job_id == job_id).values(missing_at=now))
+        else:
+            conn.execute(insert(job_refresh).values(job_id=job_id, missing_at=now))
+            rows.add(job_id)
+
+
+def failing_refreshes(conn: Connection) -> list[tuple[str, float, int, str]]:
+    """Jobs whose refresh keeps failing: (id, since, failures, the last error), oldest first."""
+    r = job_refresh.c
+    query = select(r.job_id, r.failing_since, r.failures, r.error).where(r.failures > 0)
+    return [(a, b, c, d) for a, b, c, d in conn.execute(query.order_by(r.failing_since, r.job_id))]
+
+
+def created_at(conn: Connection, job_id: str) -> int | None:
+    return conn.execute(select(jobs.c.created_at).where(jobs.c.id == job_id)).scalar()
+
+
+def listed_before(conn: Connection, created: int, n: int) -> list[tuple[str, int]]:
+    """Up to n archived jobs, not vanished, created after `created`, nearest first: where a walk
+    can resume when the job it was to resume after has gone."""
+    query = select(jobs.c.id, jobs.c.created_at)
+    query = query.where(jobs.c.created_at > created, jobs.c.vanished_at.is_(None))
+    rows = conn.execute(query.order_by(jobs.c.created_at, jobs.c.id).limit(n))
+    return [(job_id, when) for job_id, when in rows]
+
+
+def listed_older_than(conn: Connection, created: int) -> bool:
+    """Whether the archive holds a job, not vanished, created before `created`."""
+    query = select(jobs.c.id).where(jobs.c.created_at < created, jobs.c.vanished_at.is_(None))
+    return conn.execute(query.limit(1)).first() is not None
 
 
 def count_created_between(conn: Connection, oldest: int, newest: int) -> int:
@@ -110,11 +217,14 @@ def spaced_jobs(conn: Connection, n: int, limit: int) -> list[tuple[str, int | N
     return [(row[0], row[1]) for row in cuts if row is not None]
 
 
-def mark_vanished(conn: Connection, ids: list[str], now: float) -> None:
+def mark_vanished(conn: Connection, ids: list[str], now: float) -> int:
+    """Mark these jobs vanished; how many were not already."""
+    marked = 0
     for chunk in chunks(ids):
-        conn.execute(
+        marked += conn.execute(
             update(jobs).where(jobs.c.id.in_(chunk), jobs.c.vanished_at.is_(None)).values(vanished_at=now)
-        )
+        ).rowcount
+    return marked
 
 
 def listed_ids(conn: Connection) -> Iterator[str]:

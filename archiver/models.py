@@ -168,3 +168,14 @@ rejected_items = Table(  # list items that are not jobs: kept as received, never
     Column("reason", Text, nullable=False),
     Column("raw", JSON),
 )
+
+job_refresh = Table(  # how an in-flight job is refreshed; no row: every run, the common case
+    "job_refresh",
+    metadata,
+    Column("job_id", ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("due_at", Double),  # unchanged for long: not fetched again before this (back-off)
+    Column("failures", Integer, nullable=False, server_default="0"),  # its GETs failed, runs in a row
+    Column("failing_since", Double),  # the first of those failures
+    Column("error", Text),  # the last failure, one line
+    Column("missing_at", Double),  # a GET answered 404 once: vanished only when confirmed
+)

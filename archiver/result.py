@@ -21,6 +21,7 @@ class SyncResult:
     vanished: int = 0
     partial: str | None = None  # why part of the history is unreachable through this route
     migrated_from: str | None = None  # the schema revision before this run migrated it, if it did
+    unrefreshed: dict[str, str] = field(default_factory=dict)  # in-flight jobs whose GET failed: why
     started: float = field(default_factory=time.monotonic, repr=False)
 
     @property

@@ -4,7 +4,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -23,7 +23,7 @@ from archiver.models import (
     result_files,
     tags,
 )
-from archiver.normalize import HYPERPARAMETERS, Notes, in_flight
+from archiver.normalize import HYPERPARAMETERS, Notes
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ class PageCounts:
     unchanged: int = 0
     known: int = 0  # jobs that were in the archive before this page was written
     returned: int = 0  # jobs marked vanished that are listed again
-    quiet: bool = False  # every job already archived, unchanged and not in flight: the stop signal
+    quiet: bool = False  # every job already archived and unchanged (the walk adds: none due a refresh)
+    changed: list[str] = field(default_factory=list)  # ids of the jobs inserted or updated
 
 
 @dataclass
@@ -149,8 +150,9 @@ def upsert_page(
     counts.returned = len(back)
     for chunk in chunks(back):
         conn.execute(update(jobs).where(jobs.c.id.in_(chunk)).values(vanished_at=None))
+    counts.changed = changed
     if not changed:
-        counts.quiet = not any(in_flight(c["status"], c["status_class"]) for _, c in by_id.values())
+        counts.quiet = True
         return counts
     updated = [job_id for job_id in changed if job_id in before]
     counts.updated, counts.inserted = len(updated), len(changed) - len(updated)

@@ -34,19 +34,19 @@ stays in the archive with `vanished_at` set and is no longer refreshed.
 """
 
 import logging
-import math
 import time
 from collections.abc import Callable, Generator
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from archiver import ledger
-from archiver.client import Api, Page, fetch_job, iter_pages
+from archiver import cursors, interrupts, ledger
+from archiver.client import Api, Page, iter_pages
 from archiver.db import database_error
 from archiver.errors import ApiError, ArchiverError, Interrupted
 from archiver.ledger import Gap
 from archiver.parallel import cut_points, walk_parallel
+from archiver.refresh import settle
 from archiver.result import SyncResult
 from archiver.store import Batch, JSONObj, PageCounts, make_batch
 from archiver.streams import ahead
@@ -74,13 +74,22 @@ def sync(
     mode = "full" if full else "incremental"
     now = time.time()
     api.stopping.clear()  # an Api a failed run stopped may serve the next one
-    with engine.begin() as conn:
+    with interrupts.deferred(), engine.begin() as conn:
         run_id = ledger.start_run(conn, mode, str(api.http.base_url), now)
-        pending, gaps, newest = ledger.load_in_flight(conn), ledger.load_gaps(conn), ledger.newest_job(conn)
+        pending, gaps = ledger.load_in_flight(conn, now, everything=full), ledger.load_gaps(conn)
+        newest = ledger.newest_job(conn)
+        rows, unknown = ledger.load_refresh_rows(conn), ledger.unknown_statuses(conn)
     blocked = [g for g in gaps if g.blocked_at is not None and now - g.blocked_at < RETRY_BLOCKED_AFTER]
     run = Run(api, engine, SyncResult(run_id, mode), limit, full, on_page, provider, pending, gaps, newest)
     run.parallel = parallel
-    run.blocked = blocked[0].blocked_reason if blocked else None
+    run.blocked = blocked[0].blocked_reason if blocked and not full else None  # --full asks again
+    run.refresh_rows, run.suspects = set(rows), {i: t for i, t in rows.items() if t is not None}
+    if unknown[0]:
+        log.warning(
+            "%d archived jobs have a status archiver does not know (such as %r): refreshed while "
+            "they change, then less and less often",
+            *unknown,
+        )
     try:
         walk_all(run)
     except ArchiverError as e:
@@ -96,12 +105,13 @@ def sync(
     except Exception as e:  # a bug: recorded, then it keeps its traceback
         finish(run, "failed", f"{type(e).__name__}: {e}")
         raise
+    run.result.unrefreshed = dict(run.unrefreshed)
     finish(run, "succeeded")
     return run.result
 
 
 def walk_all(run: Run) -> None:
-    """The head walk (or a full one), then every gap it left open."""
+    """The head walk (or a full one), then every gap left open, those its walks open included."""
     own = Gap(None, None, *(run.newest or (None, None)))  # the head walk's gap, stored once needed
     kind = "full" if run.full else "head"
     listed: set[str] | None = set() if run.full and run.newest else None
@@ -112,9 +122,13 @@ def walk_all(run: Run) -> None:
             log.info("the segments did not walk the whole listing: walking it from the head")
             run.blocked = None  # a refusal there may have been a purged cursor: the head walk tells
         walk(run, Walk(kind, None, [own], listed=listed, skip=written))
-    for gap in list(run.gaps):
-        if gap in run.gaps and (gap.blocked_at is None or run.blocked is None):
-            walk(run, Walk("gap", gap.after_id, [gap], started_at_head=gap.after_id is None))
+    walked: set[int | None] = set()
+    while gap := next((g for g in run.gaps if id(g) not in walked and walkable(run, g)), None):
+        walked.add(id(gap))
+        with run.engine.connect() as conn:
+            created = ledger.created_at(conn, gap.after_id) if gap.after_id else None
+        head = gap.after_id is None
+        walk(run, Walk("gap", gap.after_id, [gap], started_at_head=head, cursor_created=created))
     blocked = [g for g in run.gaps if g.blocked_reason]
     if blocked:
         run.result.partial = blocked[0].blocked_reason
@@ -122,10 +136,23 @@ def walk_all(run: Run) -> None:
         log.warning("coverage is partial: the history %s is unreachable: %s", after, run.result.partial)
 
 
+def walkable(run: Run, gap: Gap) -> bool:
+    return gap.blocked_at is None or run.blocked is None
+
+
 def walk(run: Run, w: Walk) -> None:
-    """Fetch and write pages until the walk's kind says stop. Walks that end only at the end of
-    their gaps or of the listing fetch, normalize and hash the next pages on another thread while
-    this one is written."""
+    """Fetch and write pages until the walk's kind says stop, resuming elsewhere whenever its
+    cursor proves wrong (archiver/cursors.py). A gap walk first checks the job it resumes after."""
+    if w.kind == "gap" and w.after is not None and not cursors.in_place(run, w.after, w.cursor_created):
+        cursors.resume_elsewhere(run, w, w.after, f"job {w.after}, where a gap begins, is gone or has moved")
+    while walk_on(run, w):
+        pass
+
+
+def walk_on(run: Run, w: Walk) -> bool:
+    """Pages from `w.after` until the walk ends (False) or must resume elsewhere (True). Walks that
+    end only at the end of their gaps or of the listing fetch, normalize and hash the next pages on
+    another thread while this one is written."""
     prefetch = not run.blocked and (w.kind == "full" or any(g.until_id is None for g in w.held))
     pages, received = batches(run, w.after, prefetch), 0
     try:
@@ -133,25 +160,39 @@ def walk(run: Run, w: Walk) -> None:
             try:
                 page, batch = next(pages)
             except StopIteration:
-                return end_walk(run, w, None)
+                end_walk(run, w, None)
+                return False
             except ApiError as e:
-                if e.status != 400 or (received == 0 and w.after is None):
+                cursor = w.last_id if received else w.after
+                if e.status not in (400, 404) or cursor is None:
                     raise
-                known = run.blocked or any(g.blocked_reason for g in w.held)  # refused cursors before
-                if received == 0 and not known:  # a stored cursor was refused: its job may be gone
-                    log.warning("the API refused to resume after %s (%s); walking from the head", w.after, e)
-                    w.after, w.started_at_head = None, True
-                    pages = batches(run, None, prefetch)
-                    continue
-                return end_walk(run, w, REFUSED.format(e), refused_now=True)
+                if cursors.in_place(run, cursor, w.cursor_created):
+                    end_walk(run, w, REFUSED.format(e), refused_now=True)
+                    return False
+                why = f"the API refused to resume after job {cursor} ({e})"
+                cursors.resume_elsewhere(run, w, cursor, why)
+                return True
             received += 1
+            created = [c["created_at"] for _, c in batch.jobs]
+            ends = not page.has_more and not page.truncated
+            cursor = page.after
+            if (
+                cursor is not None
+                and not cursors.follows(run, w, created, ends)
+                and not cursors.in_place(run, cursor, w.cursor_created)
+            ):
+                why = f"the page the API sent after job {cursor} cannot follow it"
+                cursors.resume_elsewhere(run, w, cursor, why)
+                return True
             counts, jobs = write(run, w, page, batch)
             if not page.has_more:
-                return end_walk(run, w, None)
+                end_walk(run, w, None)
+                return False
             if stop_here(run, w, counts, jobs):
-                return
+                return False
             if run.blocked:  # known to refuse cursors: do not ask again this run
-                return end_walk(run, w, run.blocked)
+                end_walk(run, w, run.blocked)
+                return False
     except BaseException:
         run.api.stopping.set()  # a fetch waiting to retry gives up: the run is ending
         raise
@@ -170,11 +211,14 @@ def batches(run: Run, after: str | None, prefetch: bool) -> Generator[tuple[Page
 
 
 def end_walk(run: Run, w: Walk, blocked: str | None, refused_now: bool = False) -> None:
-    """The walk can go no further: the end of the listing, or the route refuses to page (why)."""
+    """The walk can go no further: the end of the listing, or the route refuses to page (why).
+    A walk from the head that could not reach the end fetches the in-flight jobs it did not see."""
     if blocked:
         block(run, w, blocked, refused_now)
-    if w.kind == "head":
-        settle(run, None, may_page=False)
+    if w.kind == "head" or (w.kind == "full" and w.started_at_head and (blocked or run.blocked)):
+        settle(run, None, may_page=False, walked_all=not (blocked or run.blocked))
+    elif w.kind == "full" and w.started_at_head:
+        run.pending.clear()  # listed or not, a full walk to the end has seen all it could
 
 
 def stop_here(run: Run, w: Walk, counts: PageCounts, jobs: list[JSONObj]) -> bool:
@@ -182,36 +226,9 @@ def stop_here(run: Run, w: Walk, counts: PageCounts, jobs: list[JSONObj]) -> boo
     if w.kind == "gap":
         return not w.held  # its gap (and any it carried along) is closed
     w.quiet = w.quiet or counts.quiet
-    if w.held or w.kind == "full" or not run.order_ok:
+    if w.held or w.kind == "full":
         return False
     return w.quiet and settle(run, jobs[-1]["created_at"] if jobs else None, may_page=True)
-
-
-def settle(run: Run, here: int | None, may_page: bool) -> bool:
-    """True when every in-flight job has been seen again, fetching them one by one when that is
-    cheaper than paging on (or when paging on is not possible)."""
-    if not run.pending:
-        return True
-    ahead = {i: c for i, c in run.pending.items() if c is not None and here is not None and c <= here}
-    if may_page and ahead and not run.blocked:
-        with run.engine.connect() as conn:
-            pages_left = math.ceil(
-                ledger.count_created_between(conn, min(ahead.values()), here or 0) / run.limit
-            )
-        if len(ahead) > pages_left:
-            return False  # paging on reaches them sooner (the rest, passed unseen, need a GET anyway)
-    log.info("fetching %d in-flight jobs one by one", len(run.pending))
-    fetched = {job_id: fetch_job(run.api, job_id) for job_id in list(run.pending)}
-    gone = [job_id for job_id, job in fetched.items() if job is None]
-    found = [job for job in fetched.values() if job is not None]
-    write(run, Walk("get", None, []), Page(found, False, None))
-    if gone:
-        with run.engine.begin() as conn:
-            ledger.mark_vanished(conn, gone, time.time())
-        run.result.vanished += len(gone)
-        log.info("%d jobs are gone from the API (404); kept and marked vanished", len(gone))
-    run.pending.clear()
-    return True
 
 
 def finish(run: Run, status: str, error: str | None = None) -> None:
@@ -220,7 +237,7 @@ def finish(run: Run, status: str, error: str | None = None) -> None:
     result.requests = run.api.requests
     values = {"status": status, "error": error, "finished_at": time.time(), **result.counters()}
     try:
-        with run.engine.begin() as conn:
+        with interrupts.deferred(), run.engine.begin() as conn:
             ledger.save_run(conn, result.run_id, **values)
     except DBAPIError as e:  # the archive itself may be what failed; the original error matters more
         log.warning("could not record the run's end: %s", database_error(e))

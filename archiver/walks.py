@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from archiver import ledger, normalize
+from archiver import cursors, interrupts, ledger, normalize
 from archiver.client import Api, Page
 from archiver.ledger import Gap
 from archiver.result import SyncResult
@@ -34,6 +34,9 @@ class Walk:
     skip: Container[str] = ()  # ids written already this run (by a parallel walk's segments)
     last_created: int | None = None  # for the newest-first check across pages
     last_id: str | None = None  # of the last page written
+    cursor_created: int | None = None  # created_at of the job the next page is asked after
+    met: set[str] = field(default_factory=set)  # the ends of its gaps it has listed
+    resumed: int = 0  # times a cursor proved wrong and the walk resumed elsewhere
 
 
 @dataclass
@@ -47,34 +50,48 @@ class Run:
     full: bool
     on_page: Callable[[SyncResult], None] | None
     provider: str
-    pending: dict[str, int | None]  # in-flight jobs not yet seen again: id -> created_at
+    pending: dict[str, int | None]  # in-flight jobs due a refresh, not yet seen again: id -> created_at
     gaps: list[Gap]  # open, as committed
     newest: tuple[str, int | None] | None  # the archive's newest job at the start
     parallel: int = 1  # segments a full walk may fetch at once
     blocked: str | None = None  # the route refuses to page: why
-    order_ok: bool = True
+    disorder_seen: bool = False
+    refresh_rows: set[str] = field(default_factory=set)  # jobs with a job_refresh row
+    suspects: dict[str, float] = field(default_factory=dict)  # a GET said 404 before: id -> when
+    verified: dict[str, bool | None] = field(default_factory=dict)  # cursors.in_place, asked this run
+    unrefreshed: dict[str, str] = field(default_factory=dict)  # in-flight jobs whose GET failed: why
     notes: normalize.Notes = field(default_factory=normalize.Notes)
     rejected: set[tuple[str | None, str]] = field(default_factory=set)  # (the job before it, its JSON)
 
 
 def write(run: Run, w: Walk, page: Page, batch: Batch | None = None) -> tuple[PageCounts, list[JSONObj]]:
     """One transaction: the jobs (but those in `w.skip`, written already), the rejected items, the
-    walk's gaps and the run's counters."""
-    now = time.time()
+    walk's gaps, the refresh state of the in-flight jobs seen and the run's counters. A signal
+    waits until they are committed and counted."""
     batch = batch or make_batch(page.items, run.notes, page.provider or run.provider)
     canons = [c for _, c in batch.jobs]
+    listing = w.kind != "get"
+    closed, moved = track_gaps(run, w, page, canons) if listing else ([], [])
+    if listing and page.truncated:
+        moved = mark_blocked(run, w, NO_HAS_MORE)
+    with interrupts.deferred():
+        return commit_page(run, w, page, batch, canons, closed, moved)
+
+
+def commit_page(
+    run: Run, w: Walk, page: Page, batch: Batch, canons: list[JSONObj], closed: list[Gap], moved: list[Gap]
+) -> tuple[PageCounts, list[JSONObj]]:
+    now = time.time()
     jobs, hashes, bad = batch.jobs, batch.hashes, new_rejects(run, page, batch)
     if w.skip:
         jobs = [job for job in jobs if job[1]["id"] not in w.skip]
         hashes = {c["id"]: hashes[c["id"]] for _, c in jobs}
     listing = w.kind != "get"
-    closed, moved = track_gaps(run, w, page, canons) if listing else ([], [])
-    if listing:
-        check_order(run, w, canons)
-        if page.truncated:
-            moved = mark_blocked(run, w, NO_HAS_MORE)
+    due = [c["id"] for c in canons if c["id"] in run.pending]
     with run.engine.begin() as conn:
         counts = upsert_page(conn, jobs, run.result.run_id, now, hashes)
+        if due or run.refresh_rows:
+            ledger.record_refreshes(conn, canons, counts.changed, due, run.refresh_rows, now)
         if bad:
             log.warning(
                 "%d items of the page after %s are not jobs; kept in rejected_items", len(bad), page.after
@@ -95,10 +112,14 @@ def write(run: Run, w: Walk, page: Page, batch: Batch | None = None) -> tuple[Pa
             requests=run.api.requests,
             pages=r.pages + listing,
         )
-        if counts.inserted or counts.updated or counts.returned or bad or closed or moved:
+        if counts.inserted or counts.updated or counts.returned or bad or closed or moved or due:
             ledger.save_run(conn, r.run_id, **after.counters())
     run.result = after
-    w.last_id = page.last_id or w.last_id
+    counts.quiet = counts.quiet and not due  # in-flight jobs due a refresh were not settled yet
+    if listing:
+        w.last_id = page.last_id or w.last_id
+        known = [c["created_at"] for c in canons if c["id"] == page.last_id]
+        w.cursor_created = known[0] if known else w.cursor_created
     run.gaps = [g for g in run.gaps if g not in closed] + [g for g in moved if g not in run.gaps]
     for canon in canons:
         run.pending.pop(canon["id"], None)
@@ -128,19 +149,48 @@ NO_HAS_MORE = "the API's pages carry no has_more, so nothing beyond the first pa
 
 
 def track_gaps(run: Run, w: Walk, page: Page, canons: list[JSONObj]) -> tuple[list[Gap], list[Gap]]:
-    """Which gaps this page closes, and which move (or open) to start after it."""
+    """Which gaps this page closes, and which move (or open) to start after it.
+
+    A gap closes at the first listed job created strictly before its end job U (so that jobs
+    created in the same second as U are walked in either tie order), once U was listed by this
+    walk, lies before where the walk began, or is proven gone or moved by its GET; at the end of
+    the listing every gap the walk holds closes. A page out of created_at order makes every gap
+    the walk holds run to the end of the listing (a new one opens if it holds none): stored with
+    the page, so a cut-off cannot forget it."""
     ids = {c["id"] for c in canons}
     w.held = [g for g in w.held if g.id is None or g in run.gaps]  # not those another walk closed
     for gap in run.gaps:  # a walk passing a gap's start carries the gap along
         if gap not in w.held and (gap.after_id in ids or (gap.after_id is None and w.started_at_head)):
             w.held.append(gap)
-    closed = [g for g in w.held if any(g.closes_at(c) for c in canons)]
+    if out_of_order(run, w, canons):
+        if not w.held:
+            w.held.append(Gap(None, None, None, None))
+        for gap in w.held:
+            gap.until_id = gap.until_created_at = None
+    w.met.update(g.until_id for g in w.held if g.until_id is not None and g.until_id in ids)
+    closed = [g for g in w.held if closes(run, w, g, canons)]
     if not page.has_more and not page.truncated:
         closed = list(w.held) + ([g for g in run.gaps if g not in w.held] if w.started_at_head else [])
     w.held = [g for g in w.held if g not in closed]
     for gap in w.held:  # this page was reached, so the route pages (again)
         gap.after_id, gap.blocked_reason, gap.blocked_at = page.last_id, None, None
     return closed, list(w.held)
+
+
+def closes(run: Run, w: Walk, gap: Gap, canons: list[JSONObj]) -> bool:
+    if gap.until_id is None:
+        return False
+    if gap.until_created_at is None:  # its end has no time: only listing it closes the gap
+        return gap.until_id in w.met
+    if not any(c["created_at"] is not None and c["created_at"] < gap.until_created_at for c in canons):
+        return False
+    if gap.until_id in w.met or (w.cursor_created is not None and w.cursor_created < gap.until_created_at):
+        return True
+    if cursors.in_place(run, gap.until_id, gap.until_created_at) is False:
+        return True  # gone, or moved: the jobs older than where it was lie past the gap
+    log.warning("job %s is listed out of created_at order; walking to the end of the listing", gap.until_id)
+    gap.until_id = gap.until_created_at = None
+    return False
 
 
 def mark_blocked(run: Run, w: Walk, reason: str) -> list[Gap]:
@@ -155,16 +205,20 @@ def mark_blocked(run: Run, w: Walk, reason: str) -> list[Gap]:
     return held
 
 
-def check_order(run: Run, w: Walk, canons: list[JSONObj]) -> None:
-    """The stop rule trusts newest-first order; if created_at ever increases, walk to the end."""
+def out_of_order(run: Run, w: Walk, canons: list[JSONObj]) -> bool:
+    """Whether this page lists a job created after the one before it (or after the cursor)."""
     created = [c["created_at"] for c in canons if c["created_at"] is not None]
-    if w.last_created is not None:
-        created.insert(0, w.last_created)
-    if run.order_ok and any(a < b for a, b in itertools.pairwise(created)):
-        run.order_ok = False
-        log.warning("the API does not list jobs newest first; walking the whole history this run")
+    before = w.last_created if w.last_created is not None else w.cursor_created
+    if before is not None:
+        created.insert(0, before)
     if created:
         w.last_created = created[-1]
+    if not any(a < b for a, b in itertools.pairwise(created)):
+        return False
+    if not run.disorder_seen:
+        run.disorder_seen = True
+        log.warning("the API does not list jobs newest first; the rest of the listing is walked to its end")
+    return True
 
 
 def block(run: Run, w: Walk, reason: str, refused_now: bool = False) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -12,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from archiver import log
+from archiver import interrupts, log
 from archiver.cli.main import (
     ENV_HELP,
     cli,
@@ -137,7 +135,7 @@ def sync_command(
 
 def run(archive: Archive, route: Portkey, report: dict[str, Any], **options: Any) -> SyncResult:
     """The run itself; `report` gains the run's id, mode and counters once the run has started."""
-    stop_on_signals()
+    interrupts.install()
     on_page = progress() if sys.stderr.isatty() and not meta("quiet") else None
     try:
         result = archive.sync(route, on_page=on_page, on_migrate=migrated, **options)
@@ -173,20 +171,6 @@ def recorded_run(archive: Archive) -> dict[str, Any]:
         "jobs_rejected",
     )
     return {"run_id": row["id"], "mode": row["mode"], **{k: row[k] for k in keys}}
-
-
-def stop_on_signals() -> None:
-    """First SIGTERM/SIGINT: unwind (the page in flight rolls back, the run is recorded); second: exit now."""
-    hit: list[int] = []
-
-    def handler(signum: int, _frame: Any) -> None:
-        if hit:
-            os._exit(128 + signum)
-        hit.append(signum)
-        raise Interrupted(signum)
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
 
 
 def progress() -> Any:
