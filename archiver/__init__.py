@@ -30,6 +30,7 @@ __all__ = [
     "RejectedItems",
     "SyncResult",
     "TryLater",
+    "Unrefreshed",
     "__version__",
     "log_filter",
 ]
@@ -44,7 +45,7 @@ _HOMES = {
         ("ApiError", "ArchiverError", "AuthError", "ConfigError", "DatabaseError", "Interrupted"),
         "archiver.errors",
     ),
-    **dict.fromkeys(("RejectedItems", "TryLater"), "archiver.errors"),
+    **dict.fromkeys(("RejectedItems", "TryLater", "Unrefreshed"), "archiver.errors"),
 }
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
         Interrupted,
         RejectedItems,
         TryLater,
+        Unrefreshed,
     )
     from archiver.log import log_filter
     from archiver.portkey import Portkey

@@ -27,7 +27,7 @@ T = TypeVar("T")
 class Health:
     """The verdict of `Archive.status`; `ok` is False when `verdict` is STALE or FAILED."""
 
-    verdict: str  # OK, STALE or FAILED
+    verdict: str  # OK, PARTIAL (a success, but the archive knows it is incomplete), STALE or FAILED
     lines: list[str]  # the verdict and why, then the last success: what `archiver status` prints
     last_success: dict[str, Any] | None  # the newest succeeded run (its sync_runs row)
     coverage: list[str]  # open gaps: what the next sync will walk, or what this route cannot reach
@@ -255,9 +255,10 @@ class Archive:
     def status(self, max_age: str | float | None = None) -> Health:
         """Is the archive healthy? FAILED if the last run failed, was interrupted or abandoned, or
         is marked running while no sync holds the lock; STALE if no sync succeeded (within
-        `max_age`: seconds, or text like "90m", "2h", "1d"); else OK. Coverage the route cannot
-        reach is reported, and is no failure. Raises ConfigError for a malformed max_age or no
-        archive file, DatabaseError if it cannot be read."""
+        `max_age`: seconds, or text like "90m", "2h", "1d"); PARTIAL if the archive knows it is
+        incomplete (coverage the route cannot reach, a gap a cut-off run left, in-flight jobs whose
+        refresh keeps failing: each said in `coverage`); else OK. Raises ConfigError for a
+        malformed max_age or no archive file, DatabaseError if it cannot be read."""
         limit = parse_age(max_age) if isinstance(max_age, str) else max_age
         with self._database_errors():
             engine = self.engine()
@@ -268,6 +269,8 @@ class Archive:
                 coverage = ledger.coverage(conn) if synced else []
             killed = last is not None and last.status == "running" and not lock.sync_running(engine)
         lines = verdict(last, ok, limit, time.time(), killed)
+        if coverage and lines[0].startswith("OK"):  # the archive knows it is incomplete
+            lines[0] = "PARTIAL" + lines[0][2:] + "; the archive is incomplete, as said below"
         return Health(lines[0].split(":")[0], lines, ok._asdict() if ok else None, coverage)
 
 

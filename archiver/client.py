@@ -111,18 +111,15 @@ def walk_pages(
     seen_cursors = {after}
     while True:
         page = fetch_page(api, limit, after, cancel)
-        if page.has_more:
-            if not page.items:
-                raise ApiError(
-                    f"the API said has_more but sent an empty page (after={after}): scan truncated"
-                )
-            after = page.last_id
-            if after in seen_cursors:
-                raise ApiError(f"the API's cursor did not move (after={after!r}): refusing to loop")
-            seen_cursors.add(after)
-        yield page
+        if page.has_more and not page.items:
+            raise ApiError(f"the API said has_more but sent an empty page (after={after}): scan truncated")
+        yield page  # first: the caller may see that it cannot follow `after`, and walk elsewhere
         if not page.has_more:
             return
+        after = page.last_id
+        if after in seen_cursors:
+            raise ApiError(f"the API's cursor did not move (after={after!r}): refusing to loop")
+        seen_cursors.add(after)
 
 
 def fetch_page(api: Api, limit: int, after: str | None, cancel: threading.Event | None = None) -> Page:

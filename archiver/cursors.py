@@ -11,10 +11,9 @@ listed before it that is still in place, or from the head.
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING
 
-from archiver import interrupts, ledger, normalize
+from archiver import ledger, normalize
 from archiver.client import fetch_job
 from archiver.errors import ApiError
 
@@ -28,8 +27,8 @@ MAX_RESUMES = 10  # a walk resumed this often is in a listing that will not hold
 
 
 def in_place(run: Run, job_id: str, created: int | None) -> bool | None:
-    """True: its GET shows the job created when the archive says; False: it is gone (404: kept,
-    marked vanished, since the listing does not hold it either) or moved; None: the GET failed."""
+    """True: its GET shows the job created when the archive says; False: it is gone (404) or has
+    moved; None: the GET failed. Each job is asked once a run."""
     if job_id in run.verified:
         return run.verified[job_id]
     try:
@@ -39,9 +38,7 @@ def in_place(run: Run, job_id: str, created: int | None) -> bool | None:
         verdict = None
     else:
         if job is None:
-            with interrupts.deferred(), run.engine.begin() as conn:
-                run.result.vanished += ledger.mark_vanished(conn, [job_id], time.time())
-            verdict = False
+            verdict = False  # one 404 marks nothing vanished: a full walk, or its refresh, will tell
         else:
             now = normalize.job(job, run.notes, run.provider)["created_at"]
             verdict = created is None or now == created
@@ -71,12 +68,15 @@ def resume_elsewhere(run: Run, w: Walk, cursor: str | None, why: str) -> None:
 
 def follows(run: Run, w: Walk, created: list[int | None], ends: bool) -> bool:
     """Whether a page asked for after the walk's cursor can be its continuation, without asking:
-    its first job is not newer than the cursor (a job out of order further down is the walk's to
-    see), and if it ends the listing, the archive holds no job older than the jobs it lists (or
-    than the cursor, when it lists none)."""
+    it lists a job, the first not newer than the cursor (a job out of order further down is the
+    walk's to see), and if it ends the listing, the archive holds no job older than those it lists.
+    (A listing never ends with an empty page after a cursor unless the cursor is unknown, or the
+    jobs after it went between two requests: either way, worth one GET.)"""
+    if ends and not created:
+        return False  # has_more said jobs follow the cursor, or it is a stored one: check it
     if w.cursor_created is None:
         return True
-    if created and created[0] is not None and created[0] > w.cursor_created:
+    if created[0] is not None and created[0] > w.cursor_created:
         return False
     known = [c for c in created if c is not None]
     if not ends:

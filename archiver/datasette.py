@@ -146,6 +146,17 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "blocked_at": "When it last refused (Unix seconds); tried again a day later",
         },
     ),
+    "job_refresh": (
+        "How in-flight jobs are refreshed: back-off, failing GETs, an unconfirmed 404; no row: every run",
+        {
+            **JOB_ID,
+            "due_at": "Not fetched again before this (Unix seconds); empty: every run",
+            "failures": "Its GETs failed this many runs in a row",
+            "failing_since": "The first of those failures (Unix seconds)",
+            "error": "The last failure",
+            "missing_at": "A GET answered 404 then (Unix seconds); vanished once a later run's does too",
+        },
+    ),
     "rejected_items": (
         "List items the API sent that were not jobs, kept as received",
         {

@@ -6,6 +6,7 @@
     ├── ApiError                  1  the API failed or answered nonsense (after retries)
     ├── DatabaseError             4  archive locked, full, read-only or unreachable
     ├── RejectedItems             3  run completed, some items quarantined
+    ├── Unrefreshed               5  run completed, some in-flight jobs could not be refreshed
     └── TryLater                 75  another sync holds the lock, or the API asked to wait too long
 
 Signals are not errors: SIGINT exits 130 and SIGTERM 143 (see archiver/cli/main.py).
@@ -47,6 +48,12 @@ class DatabaseError(ArchiverError):
 
 class RejectedItems(ArchiverError):
     exit_code = 3
+
+
+class Unrefreshed(ArchiverError):
+    """Everything else was done; these jobs keep what was last seen and are asked again later."""
+
+    exit_code = 5
 
 
 class TryLater(ArchiverError):

@@ -234,7 +234,8 @@ def listed_ids(conn: Connection) -> Iterator[str]:
 
 def coverage(conn: Connection) -> list[str]:
     """For `archiver status`: why part of the history is unreachable through this route, and since
-    when (blocked gaps, one line per reason); then the gaps a cut-off run left for the next sync."""
+    when (blocked gaps, one line per reason); then the gaps a cut-off run left for the next sync,
+    and the in-flight jobs whose refresh keeps failing. Any line means the archive is incomplete."""
     lines: list[str] = []
     blocked: dict[str, float | None] = {}
     for gap in load_gaps(conn):
@@ -245,4 +246,12 @@ def coverage(conn: Connection) -> list[str]:
             end = f"up to job {gap.until_id}" if gap.until_id else "to the end of the history"
             lines.append(f"coverage: a run was cut off; the next sync walks the jobs {where} {end}")
     since = [f"coverage: partial: {why} (since {reports.utc(opened)})" for why, opened in blocked.items()]
+    failing = failing_refreshes(conn)
+    if failing:
+        job_id, first, failures, error = failing[0]
+        lines.append(
+            f"refresh: {len(failing)} in-flight job{'s' if len(failing) > 1 else ''} could not be "
+            f"refreshed (kept as last seen, asked again later); job {job_id} since "
+            f"{reports.utc(first)}, {failures} run{'s' if failures > 1 else ''} in a row: {error}"
+        )
     return since + lines

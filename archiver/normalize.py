@@ -9,6 +9,7 @@ received in `raw`. A value of the wrong type becomes None, and `Notes` counts it
 """
 
 import logging
+import math
 import re
 import threading
 from collections.abc import Callable
@@ -165,6 +166,8 @@ def timestamp(value: Any, name: str, warn: Warn) -> int | None:
             return None
         warn(name, "was an ISO-8601 time; stored as Unix seconds")
         return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
+    if type(value) is float and math.isfinite(value) and not value.is_integer():
+        value = math.floor(value)  # fractional seconds: the whole seconds (raw keeps the fraction)
     seconds = integer(value, name, warn)
     if seconds is not None and abs(seconds) >= MS_THRESHOLD:
         warn(name, "was in milliseconds; stored as Unix seconds")

@@ -115,7 +115,7 @@ class Walker:
     def take_end(self, i: int, error: BaseException | None) -> None:
         """A segment's fetches ended in `error` (a walk that reaches the end ends with a page)."""
         seg = self.segments[i]
-        refused = isinstance(error, ApiError) and error.status == 400
+        refused = isinstance(error, ApiError) and error.status in (400, 404)
         if not refused or (seg.start is None and seg.pages == 0):
             raise error or AssertionError("a walk ended before its last page")
         if seg.start and seg.pages == 0:

@@ -87,6 +87,9 @@ def record(run: Run, vanished: list[str], missing: list[str], failed: dict[str, 
         ledger.record_missing(conn, missing, run.refresh_rows, now)
         ledger.record_failures(conn, failed, run.refresh_rows, now)
     run.unrefreshed.update(failed)
+    run.unrefreshed.update(
+        dict.fromkeys(missing, "answered 404 once: asked again next run before marked vanished")
+    )
     for job_id in vanished + missing:
         run.pending.pop(job_id, None)
     run.result.vanished += marked

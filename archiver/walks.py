@@ -73,6 +73,7 @@ def write(run: Run, w: Walk, page: Page, batch: Batch | None = None) -> tuple[Pa
     listing = w.kind != "get"
     closed, moved = track_gaps(run, w, page, canons) if listing else ([], [])
     if listing and page.truncated:
+        hold_the_rest(run, w, page.last_id)
         moved = mark_blocked(run, w, NO_HAS_MORE)
     with interrupts.deferred():
         return commit_page(run, w, page, batch, canons, closed, moved)
@@ -226,24 +227,30 @@ def block(run: Run, w: Walk, reason: str, refused_now: bool = False) -> None:
     full walk that holds none opens one from its last page to the end, so that the run says its
     coverage is partial and a later run walks on. A refusal just received counts for every blocked
     gap: each waits another day to be retried."""
-    if w.kind == "full" and w.started_at_head and not w.held:  # one gap for the rest, reused
-        rest = next((g for g in run.gaps if g.until_id is None), None) or Gap(None, None, None, None)
-        rest.after_id = w.last_id  # walked from the head to here: a gap to the end may start here
-        w.held.append(rest)
+    hold_the_rest(run, w, w.last_id)
     if not (w.held or refused_now):
         return
     now = time.time()
     again = [g for g in run.gaps if g.blocked_at is not None and g not in w.held] if refused_now else []
     for gap in again:
         gap.blocked_at = now
-    with run.engine.begin() as conn:
+    with interrupts.deferred(), run.engine.begin() as conn:
         for gap in mark_blocked(run, w, reason) + again:
             ledger.save_gap(conn, gap, run.result.run_id, now)
 
 
+def hold_the_rest(run: Run, w: Walk, last_id: str | None) -> None:
+    """A full walk from the head that can go no further and holds no gap: it holds one from
+    `last_id` to the end (reused run after run), so that the run says its coverage is partial."""
+    if w.kind == "full" and w.started_at_head and not w.held:
+        rest = next((g for g in run.gaps if g.until_id is None), None) or Gap(None, None, None, None)
+        rest.after_id = last_id
+        w.held.append(rest)
+
+
 def mark_missing_vanished(run: Run, listed: Container[str]) -> None:
     """After a full walk: archived jobs it did not see are gone from the listing."""
-    with run.engine.begin() as conn:
+    with interrupts.deferred(), run.engine.begin() as conn:
         missing = [job_id for job_id in ledger.listed_ids(conn) if job_id not in listed]
         ledger.mark_vanished(conn, missing, time.time())
     if missing:

@@ -10,7 +10,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from archiver import db
+from archiver import db, models
 from archiver.models import sync_gaps, sync_runs
 from tests.conftest import assert_archive_equals, cli_env, expected_archive, read_archive
 from tests.fake_api import FakeApi, make_jobs
@@ -139,4 +139,36 @@ def test_a_signal_rolls_back_the_page_and_records_the_run(
     again = sync_until_done(env)
     assert again.returncode == 0, again.stderr
     assert_archive_equals(engine, fake.jobs)
+    engine.dispose()
+
+
+def test_interrupts_at_random_moments_are_recorded_with_the_counters_of_what_was_committed(
+    db_url: str, fake: FakeApi, base_url: str
+) -> None:
+    """Sixteen SIGINTs at random moments of a first sync (a page's transaction among them): each
+    run ends `interrupted` at once, never `running`, and the runs' counters add up to the archive."""
+    rng = random.Random(16)
+    fake.jobs = make_jobs(3000, seed=16)
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
+    fake.delay = 0.01
+    for _ in range(16):
+        served = fake.pages_served
+        proc = start(env)
+        deadline = time.monotonic() + 60
+        while fake.pages_served <= served and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.2))
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=10)
+        finally:
+            proc.kill()
+        assert proc.returncode in (0, 130), err
+        assert "could not record" not in err
+    engine = db.make_engine(db.parse_url(db_url))
+    with engine.connect() as conn:
+        runs = conn.execute(sa.select(sync_runs.c.status, sync_runs.c.jobs_inserted)).all()
+        archived = conn.execute(sa.select(sa.func.count()).select_from(models.jobs)).scalar_one()
+    assert {status for status, _ in runs} <= {"interrupted", "succeeded"}
+    assert sum(inserted for _, inserted in runs) == archived
     engine.dispose()

@@ -1,16 +1,21 @@
-"""A Hypothesis state machine of what cron really does: jobs appear (some already final), move on,
-vanish and arrive wrongly typed; syncs of every kind run (full ones in parallel segments too), or
-get cut off at any page.
+"""A Hypothesis state machine of what cron really does: jobs appear (some already final, some in
+the same second as the newest, one stamped out of order), move on, vanish, are re-stamped and
+arrive wrongly typed; syncs of every kind run (full ones in parallel segments too), or get cut off
+at any page. The server has personalities: an unknown cursor is answered with 400, 404, an empty
+last page or the first page again; single-job GETs fail now and then (404 once, 500s).
 
-Invariant, after every sync that completes: the archive equals the API, table by table, plus the
-jobs the API no longer lists, which stay archived; no listed job is marked vanished, and after a
-full walk every archived job that is no longer listed is.
+Invariant, after every sync that completes with every in-flight job refreshed (what exits 0):
+the archive equals the API, table by table, plus the jobs the API no longer lists, which stay
+archived; no listed job is marked vanished; no gap is left open; after a full walk every archived
+job that is no longer listed is marked. A run that could not refresh some jobs (exit 5) leaves
+only those as they were.
 
     ARCHIVER_STATEFUL_EXAMPLES=2000 pytest tests/test_stateful.py   # the long run, by hand
 """
 
 import os
 import random
+from collections import deque
 from typing import Any
 
 import pytest
@@ -23,7 +28,7 @@ from archiver.errors import ApiError
 from archiver.models import CHILD_TABLES, job_history, jobs, sync_gaps, sync_runs
 from archiver.sync import sync
 from tests.conftest import expected_archive, read_archive
-from tests.fake_api import FakeApi, add_new_jobs, finish_job
+from tests.fake_api import FakeApi, add_new_jobs, error_reply, finish_job
 from tests.test_sync import api_for
 
 NEXT = {"validating_files": "queued", "queued": "running", "running": "paused", "paused": "running"}
@@ -107,10 +112,54 @@ def test_archive_equals_source_after_every_completed_sync(engine: sa.Engine) -> 
                 finish_job(job, data.draw(st.sampled_from(["succeeded", "failed", "cancelled"])))
                 self.fake.odd[job["id"]] = {"status": data.draw(st.sampled_from(ODD_STATUSES))}
 
+        @rule(personality=st.sampled_from(["400", "404", "empty", "first"]))
+        def the_server_answers_unknown_cursors_another_way(self, personality: str) -> None:
+            self.fake.unknown_cursor = personality
+
+        @rule(n=st.integers(1, 25), after=st.booleans())
+        def jobs_appear_in_the_same_second_as_the_newest(self, n: int, after: bool) -> None:
+            """Listed before or after the newest job: both tie orders exist in the wild."""
+            if not self.fake.jobs:
+                return
+            head = self.fake.jobs[0]
+            ties: list[dict[str, Any]] = []
+            add_new_jobs(ties, n, self.rng)
+            for job in ties:
+                job["created_at"] = head["created_at"]
+            self.fake.jobs[int(after) : int(after)] = ties
+
+        @rule(n=st.integers(2, 30), data=st.data())
+        def new_jobs_arrive_with_one_stamped_out_of_order(self, n: int, data: st.DataObject) -> None:
+            add_new_jobs(self.fake.jobs, n, self.rng)
+            oldest = min(j["created_at"] for j in self.fake.jobs)
+            self.fake.jobs[data.draw(st.integers(0, n - 1))]["created_at"] = oldest - 1
+
+        @rule(data=st.data())
+        def an_in_flight_job_is_re_stamped(self, data: st.DataObject) -> None:
+            """Its created_at changes, so it moves in the listing (its GET shows the new one)."""
+            moving = [i for i, j in enumerate(self.fake.jobs) if j["status"] in NEXT]
+            if not moving:
+                return
+            job = self.fake.jobs.pop(data.draw(st.sampled_from(moving)))
+            at = data.draw(st.integers(0, len(self.fake.jobs)))
+            near = self.fake.jobs[min(at, len(self.fake.jobs) - 1)] if self.fake.jobs else job
+            job["created_at"] = near["created_at"] + (
+                1 if at == len(self.fake.jobs) and self.fake.jobs else 0
+            )
+            job["created_at"] -= 2 if at == len(self.fake.jobs) and self.fake.jobs else 0
+            self.fake.jobs.insert(at, job)
+
+        @rule(data=st.data(), failures=st.integers(1, 14), kind=st.sampled_from([404, 500]))
+        def a_single_job_get_fails(self, data: st.DataObject, failures: int, kind: int) -> None:
+            if self.fake.jobs:
+                job = data.draw(st.sampled_from(self.fake.jobs))
+                reply = error_reply(kind, "No such job" if kind == 404 else "Something went wrong")
+                self.fake.get_faults[job["id"]] = deque([reply] * (1 if kind == 404 else failures))
+
         @rule(full=st.booleans(), limit=st.sampled_from([7, 20, 50]), parallel=st.sampled_from([1, 2, 4]))
         def sync_completes(self, full: bool, limit: int, parallel: int) -> None:
-            sync(api_for(self.fake), engine, full=full, limit=limit, parallel=parallel)
-            self.check(full)
+            result = sync(api_for(self.fake), engine, full=full, limit=limit, parallel=parallel)
+            self.check(full and not result.unrefreshed, set(result.unrefreshed))
 
         @rule(
             pages=st.integers(0, 6),
@@ -127,13 +176,16 @@ def test_archive_equals_source_after_every_completed_sync(engine: sa.Engine) -> 
             finally:
                 self.fake.outage_after = None
 
-        def check(self, full: bool) -> None:
+        def check(self, full: bool, stale: set[str]) -> None:
             listed = {j["id"] for j in self.fake.jobs}
             actual = read_archive(engine)
             key = 0  # every table's first column is the job id
-            kept = {t: [r for r in rows if r[key] in listed] for t, rows in actual.items()}
-            served = [self.fake.served(j) for j in self.fake.jobs]
+            kept = {t: [r for r in rows if r[key] in listed - stale] for t, rows in actual.items()}
+            served = [self.fake.served(j) for j in self.fake.jobs if j["id"] not in stale]
             assert kept == expected_archive(served), "the archive differs from the API"
+            if not stale:
+                with engine.connect() as conn:
+                    assert not conn.execute(sa.select(sync_gaps.c.id)).all(), "a gap was left open"
             assert {r[key] for r in actual["jobs"]} - listed <= self.gone  # nothing invented
             marks = vanished_marks(engine)
             assert not [i for i in listed if marks.get(i)], "a listed job is marked vanished"

@@ -21,7 +21,7 @@ from archiver.cli.main import (
     open_archive,
     output_options,
 )
-from archiver.errors import ArchiverError, Interrupted, RejectedItems
+from archiver.errors import ArchiverError, Interrupted, RejectedItems, Unrefreshed
 from archiver.portkey import HOSTED, Portkey
 
 if TYPE_CHECKING:  # the run itself imports them: --help needs neither SQLAlchemy nor httpx
@@ -118,7 +118,13 @@ def sync_command(
             error = log.redact(str(e)) if isinstance(e, ArchiverError) else "interrupted by a signal"
             click.echo(json.dumps({"status": failed, "error": error, "exit_code": exit_code(e), **report}))
         raise
-    rejected = None
+    rejected: ArchiverError | None = None
+    if result.unrefreshed:
+        job_id, why = next(iter(result.unrefreshed.items()))
+        rejected = Unrefreshed(
+            f"{plural(len(result.unrefreshed), 'in-flight job')} could not be refreshed (kept as last "
+            f"seen, asked again later; `archiver status` lists them): job {job_id}: {log.redact(why)}"
+        )
     if result.rejected:
         one = result.rejected == 1
         rejected = RejectedItems(
@@ -144,6 +150,7 @@ def run(archive: Archive, route: Portkey, report: dict[str, Any], **options: Any
         raise
     note(summary(result, report["database"]))
     report.update(run_id=result.run_id, mode=result.mode, **result.counters(), jobs_vanished=result.vanished)
+    report["unrefreshed"] = [{"job_id": i, "error": log.redact(e)} for i, e in result.unrefreshed.items()]
     return result
 
 
