@@ -217,19 +217,29 @@ def test_a_fractional_created_at_is_stored_as_whole_seconds_and_no_op_runs_stay_
         assert sync(api_for(fake), engine, limit=20).requests == 1
 
 
-@pytest.mark.parametrize("tie_order", ["after the newest", "before the newest"])
+@pytest.mark.parametrize("ids", ["ascending", "descending"])
 def test_jobs_created_in_the_same_second_as_the_newest_archived_job_are_archived(
-    engine: sa.Engine, tie_order: str
+    engine: sa.Engine, ids: str
 ) -> None:
+    """The newest 20 archived jobs share one second; 25 more arrive in that second. The API lists
+    a second's jobs by id, ascending or descending: the new ones come after the archived ones or
+    before them, a page and more of them."""
     fake = FakeApi(settled(100, seed=170))
+    second = fake.jobs[0]["created_at"] + 60
+
+    def tied(jobs: list[dict[str, Any]], first: int) -> list[dict[str, Any]]:
+        for k, job in enumerate(jobs):
+            job.update(id=f"ftjob-tie{first + k:03d}", created_at=second)
+            finish_job(job)
+        return jobs if ids == "ascending" else jobs[::-1]
+
+    fake.jobs[:0] = tied(make_jobs(20, seed=171), 0)
     sync(api_for(fake), engine, limit=20)
-    newest = fake.jobs[0]
-    ties = make_jobs(25, seed=171)
-    for k, job in enumerate(ties):
-        job.update(id=f"ftjob-tie{k:03d}", created_at=newest["created_at"])
-        finish_job(job)
-    at = 1 if tie_order == "after the newest" else 0
-    fake.jobs[at:at] = ties
+    new = tied(make_jobs(25, seed=172), 100)
+    if ids == "ascending":
+        fake.jobs[20:20] = new
+    else:
+        fake.jobs[:0] = new
     sync(api_for(fake), engine, limit=20)
     assert_archive_equals(engine, fake.jobs)
 

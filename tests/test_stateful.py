@@ -66,6 +66,7 @@ def test_archive_equals_source_after_every_completed_sync(engine: sa.Engine) -> 
             self.rng = random.Random(seed)
             self.fake = FakeApi([])
             self.gone: set[str] = set()  # removed from the API
+            self.tie_ids = 0
             add_new_jobs(self.fake.jobs, n, self.rng)
 
         @rule(n=st.integers(1, 40))
@@ -121,12 +122,17 @@ def test_archive_equals_source_after_every_completed_sync(engine: sa.Engine) -> 
             """Listed before or after the newest job: both tie orders exist in the wild."""
             if not self.fake.jobs:
                 return
-            head = self.fake.jobs[0]
+            second = self.fake.jobs[0]["created_at"]
+            group = next((i for i, j in enumerate(self.fake.jobs) if j["created_at"] != second), None)
             ties: list[dict[str, Any]] = []
             add_new_jobs(ties, n, self.rng)
-            for job in ties:
-                job["created_at"] = head["created_at"]
-            self.fake.jobs[int(after) : int(after)] = ties
+            for job in ties:  # ids in the order an API sorts a second's jobs: ascending, or descending
+                self.tie_ids += 1
+                job.update(created_at=second, id=f"ftjob-tie{self.tie_ids:06d}")
+            if not after:
+                ties.reverse()
+            at = (len(self.fake.jobs) if group is None else group) if after else 0
+            self.fake.jobs[at:at] = ties  # after every job of that second, or before them
 
         @rule(n=st.integers(2, 30), data=st.data())
         def new_jobs_arrive_with_one_stamped_out_of_order(self, n: int, data: st.DataObject) -> None:
