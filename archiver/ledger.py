@@ -111,9 +111,10 @@ def backoff_due(now: float, unchanged_since: float) -> float | None:
 
 def record_refreshes(
     conn: Connection, canons: list[JSONObj], changed: list[str], due: list[str], rows: set[str], now: float
-) -> None:
+) -> bool:
     """The refresh state after a page (or a batch of GETs): a job seen changed, or seen at all
-    after a failure or a 404, starts afresh; one seen in flight and unchanged while due backs off."""
+    after a failure or a 404, starts afresh; one seen in flight and unchanged while due backs off.
+    `rows` (the jobs with a row) is kept up to date; returns whether anything was written."""
     seen = {c["id"] for c in canons}
     fresh = (seen & rows) | (set(changed) & rows)
     waiting = [
@@ -121,9 +122,10 @@ def record_refreshes(
         for c in canons
         if c["id"] in due and c["id"] not in changed and normalize.in_flight(c["status"], c["status_class"])
     ]
-    for chunk in chunks(sorted(fresh | set(waiting))):
+    stale = sorted((fresh | set(waiting)) & rows)
+    for chunk in chunks(stale):
         conn.execute(delete(job_refresh).where(job_refresh.c.job_id.in_(chunk)))
-    rows -= fresh
+    rows -= set(stale)
     written = []
     for chunk in chunks(waiting):
         query = select(jobs.c.id, jobs.c.last_seen_at).where(jobs.c.id.in_(chunk))
@@ -134,6 +136,7 @@ def record_refreshes(
     if written:
         conn.execute(insert(job_refresh), written)
         rows.update(r["job_id"] for r in written)
+    return bool(stale or written)
 
 
 def record_failures(conn: Connection, failed: dict[str, str], rows: set[str], now: float) -> None:

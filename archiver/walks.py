@@ -91,8 +91,9 @@ def commit_page(
     due = [c["id"] for c in canons if c["id"] in run.pending]
     with run.engine.begin() as conn:
         counts = upsert_page(conn, jobs, run.result.run_id, now, hashes)
-        if due or run.refresh_rows:
-            ledger.record_refreshes(conn, canons, counts.changed, due, run.refresh_rows, now)
+        refreshes = bool(due or run.refresh_rows) and ledger.record_refreshes(
+            conn, canons, counts.changed, due, run.refresh_rows, now
+        )
         if bad:
             log.warning(
                 "%d items of the page after %s are not jobs; kept in rejected_items", len(bad), page.after
@@ -113,7 +114,7 @@ def commit_page(
             requests=run.api.requests,
             pages=r.pages + listing,
         )
-        if counts.inserted or counts.updated or counts.returned or bad or closed or moved or due:
+        if counts.inserted or counts.updated or counts.returned or bad or closed or moved or refreshes:
             ledger.save_run(conn, r.run_id, **after.counters())
     run.result = after
     counts.quiet = counts.quiet and not due  # in-flight jobs due a refresh were not settled yet

@@ -3,6 +3,7 @@ cursors purged, refused with 400 or 404 or answered with an empty or the first p
 cursor re-stamped; jobs out of order under cut-offs; flaky and failing single-job GETs; routes
 that cannot page; fractional times; ties; jobs that never finish."""
 
+import json
 import random
 import time
 from collections import deque
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 
 from archiver.models import job_refresh, jobs, sync_gaps
 from archiver.sync import sync
-from tests.conftest import assert_archive_equals
+from tests.conftest import assert_archive_equals, cli_env, run_cli
 from tests.fake_api import FakeApi, add_new_jobs, error_reply, finish_job, make_jobs
 from tests.test_coverage import cut_off, settled
 from tests.test_sync import api_for
@@ -266,3 +267,23 @@ def test_jobs_that_never_finish_are_refreshed_less_and_less_often(
     fake.jobs[10]["status"] = "succeeded"
     sync(api_for(fake), engine, limit=100, full=True)
     assert_archive_equals(engine, fake.jobs)
+
+
+def test_a_run_that_could_not_refresh_a_job_exits_5_and_says_which_and_since_when(
+    db_url: str, fake: FakeApi, base_url: str
+) -> None:
+    fake.jobs = in_flight_deep(300, 250, seed=174)
+    broken = fake.jobs[250]["id"]
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
+    assert run_cli("sync", env=env).returncode == 0
+    fake.get_faults[broken] = deque([error_reply(500, "Something went wrong")] * 6)
+    done = run_cli("sync", "--json", env=env)
+    assert done.returncode == 5, done.stderr
+    report = json.loads(done.stdout)
+    assert report["exit_code"] == 5 and report["unrefreshed"][0]["job_id"] == broken
+    assert "HTTP 500" in report["unrefreshed"][0]["error"]
+    assert done.stderr.strip().splitlines()[-1].startswith("archiver: error: 1 in-flight job could not be")
+    status = run_cli("status", env=env)
+    assert status.returncode == 1
+    assert status.stdout.startswith("PARTIAL: ")
+    assert f"job {broken} since 20" in status.stdout and "1 run in a row" in status.stdout
