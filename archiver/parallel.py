@@ -10,7 +10,7 @@ from archiver.client import Page, walk_pages
 from archiver.errors import ApiError
 from archiver.ledger import Gap
 from archiver.store import Batch, make_batch
-from archiver.streams import Streams
+from archiver.streams import ABANDON_AFTER, Streams
 from archiver.walks import Run, Walk, mark_missing_vanished, write
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,8 @@ def walk_parallel(run: Run, own: Gap, cuts: list[tuple[str, int | None]], writte
     except BaseException:
         run.api.stopping.set()  # fetches waiting to retry give up: the run is ending
         raise
-    finally:
-        walker.streams.close()
+    finally:  # an ending run (a signal, a failure) does not wait out a slow request
+        walker.streams.close(ABANDON_AFTER if run.api.stopping.is_set() else None)
     if not all(seg.state in ("bounded", "end", "handed over") for seg in segments):
         return False
     with run.engine.begin() as conn:

@@ -75,11 +75,15 @@ class Streams(Generic[K]):
             stream.stop.set()
             stream.credit.release()
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        """Stop every stream; wait for the items in progress, at most `timeout` seconds for each."""
         for key in list(self.running):
             self.stop(key)
         for thread in self.threads:
-            thread.join()
+            thread.join(timeout)
+
+
+ABANDON_AFTER = 0.5  # seconds an ending run waits for a request in flight before it leaves it
 
 
 def ahead(items: Iterator[T], depth: int, abort: threading.Event | None = None) -> Generator[T, None, None]:
@@ -88,9 +92,10 @@ def ahead(items: Iterator[T], depth: int, abort: threading.Event | None = None) 
     Depth 2 lets the thread send the next request as soon as a page arrives, before the caller
     (which holds the GIL while it writes) has taken it: a page's wait is not lengthened by a
     thread switch. Closing the iterator stops the thread and waits for the item in progress: the
-    caller closes the HTTP client next, and a request cut off by that would be retried and logged
-    after the run ended. A signal that interrupts the wait for an item sets `abort` first, so that
-    a fetch waiting to be tried again gives up instead of being waited for.
+    caller closes the HTTP client next. A signal that interrupts the wait for an item sets `abort`
+    first: a fetch waiting to be tried again gives up, and a request in flight is waited for at
+    most ABANDON_AFTER seconds (once `abort` is set nothing retries or logs it), so that an
+    interrupted run is recorded within a second however slow the server.
     """
     streams: Streams[int] = Streams(depth)
     streams.start(0, items)
@@ -107,5 +112,5 @@ def ahead(items: Iterator[T], depth: int, abort: threading.Event | None = None) 
                     return
                 raise value
             yield value
-    finally:
-        streams.close()
+    finally:  # a run that is ending (a signal, a failure) does not wait out a slow request
+        streams.close(ABANDON_AFTER if abort is not None and abort.is_set() else None)

@@ -172,3 +172,33 @@ def test_interrupts_at_random_moments_are_recorded_with_the_counters_of_what_was
     assert {status for status, _ in runs} <= {"interrupted", "succeeded"}
     assert sum(inserted for _, inserted in runs) == archived
     engine.dispose()
+
+
+def test_an_interrupt_while_a_slow_page_is_in_flight_does_not_wait_for_it(
+    db_url: str, fake: FakeApi, base_url: str
+) -> None:
+    """A page takes 10 s; SIGINT arrives while one is in flight: the run is recorded and the
+    process gone long before the page would have come (it waits at most half a second for it)."""
+    fake.jobs = make_jobs(500, seed=17)
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
+    assert sync_until_done(env).returncode == 0  # the schema exists: the run starts at once
+    fake.jobs[:0] = make_jobs(1, seed=18)
+    fake.delay = 10.0
+    served = len(fake.list_requests())
+    proc = start(env, "--full")
+    deadline = time.monotonic() + 30
+    while len(fake.list_requests()) == served and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert time.monotonic() - sent < 5  # not the 10 s the page takes
+    engine = db.make_engine(db.parse_url(db_url))
+    with engine.connect() as conn:
+        last = conn.execute(sa.select(sync_runs.c.status).order_by(sync_runs.c.id.desc())).first()
+    assert last is not None and last.status == "interrupted"
+    engine.dispose()
