@@ -24,19 +24,27 @@ class Gap:
     blocked_reason: str | None = None
     blocked_at: float | None = None
     opened_at: float | None = None
+    after_created_at: int | None = None  # of the job `after_id`, when the gap was moved there
 
 
 def load_gaps(conn: Connection) -> list[Gap]:
     g = sync_gaps.c
     query = select(
-        g.id, g.after_id, g.until_id, g.until_created_at, g.blocked_reason, g.blocked_at, g.opened_at
+        g.id,
+        g.after_id,
+        g.until_id,
+        g.until_created_at,
+        g.blocked_reason,
+        g.blocked_at,
+        g.opened_at,
+        g.after_created_at,
     )
     return [Gap(*row) for row in conn.execute(query.order_by(g.id))]
 
 
 def save_gap(conn: Connection, gap: Gap, run_id: int, now: float) -> None:
     """Insert a new gap (its id is set) or store where an open one now starts."""
-    keys = ("after_id", "until_id", "until_created_at", "blocked_reason", "blocked_at")
+    keys = ("after_id", "after_created_at", "until_id", "until_created_at", "blocked_reason", "blocked_at")
     values = {k: getattr(gap, k) for k in keys}  # a page out of order moves its end to the end
     if gap.id is None:
         values["opened_at"] = now

@@ -155,6 +155,7 @@ sync_gaps = Table(  # parts of the listing that may hold jobs never archived: se
     Column("sync_run_id", ForeignKey("sync_runs.id", ondelete="SET NULL")),  # the run that last moved it
     Column("blocked_reason", Text),  # the route refused to page here: why
     Column("blocked_at", Double),  # when it last refused; tried again a day later
+    Column("after_created_at", BigInteger),  # after_id's created_at then: a job that moves is no cursor
 )
 
 rejected_items = Table(  # list items that are not jobs: kept as received, never silently dropped

@@ -71,10 +71,36 @@ def sync(
 ) -> SyncResult:
     """Archive the job list. The caller holds the run lock; the run is recorded in sync_runs
     whatever happens (a run left `running` by a killed process becomes `abandoned` here)."""
-    mode = "full" if full else "incremental"
-    now = time.time()
     api.stopping.clear()  # an Api a failed run stopped may serve the next one
-    with interrupts.deferred(), engine.begin() as conn:
+    run: Run | None = None
+    try:
+        with interrupts.deferred():  # a signal waits until the run can be recorded as interrupted
+            run = start(api, engine, full, limit, provider, parallel, on_page)
+        walk_all(run)
+    except BaseException as e:
+        if run is not None:
+            record_end(run, e)
+        if isinstance(e, DBAPIError):
+            raise database_error(e) from None
+        raise
+    run.result.unrefreshed = dict(run.unrefreshed)
+    finish(run, "succeeded")
+    return run.result
+
+
+def start(
+    api: Api,
+    engine: Engine,
+    full: bool,
+    limit: int,
+    provider: str,
+    parallel: int,
+    on_page: Callable[[SyncResult], None] | None,
+) -> Run:
+    """Record the run's start and load what it needs: the in-flight jobs due a refresh, the gaps,
+    the newest archived job."""
+    mode, now = "full" if full else "incremental", time.time()
+    with engine.begin() as conn:
         run_id = ledger.start_run(conn, mode, str(api.http.base_url), now)
         pending, gaps = ledger.load_in_flight(conn, now, everything=full), ledger.load_gaps(conn)
         newest = ledger.newest_job(conn)
@@ -90,24 +116,20 @@ def sync(
             "they change, then less and less often",
             *unknown,
         )
-    try:
-        walk_all(run)
-    except ArchiverError as e:
-        finish(run, "failed", str(e))
-        raise
-    except DBAPIError as e:
-        error = database_error(e)
-        finish(run, "failed", str(error))
-        raise error from None
-    except (KeyboardInterrupt, Interrupted):
+    return run
+
+
+def record_end(run: Run, e: BaseException) -> None:
+    """A run that raised: `interrupted` for a signal, else `failed` with the error's line (any
+    exception, bugs included, which keep their traceback)."""
+    if isinstance(e, KeyboardInterrupt | Interrupted):
         finish(run, "interrupted", "interrupted by a signal")
-        raise
-    except Exception as e:  # a bug: recorded, then it keeps its traceback
+    elif isinstance(e, ArchiverError):
+        finish(run, "failed", str(e))
+    elif isinstance(e, DBAPIError):
+        finish(run, "failed", str(database_error(e)))
+    else:
         finish(run, "failed", f"{type(e).__name__}: {e}")
-        raise
-    run.result.unrefreshed = dict(run.unrefreshed)
-    finish(run, "succeeded")
-    return run.result
 
 
 def walk_all(run: Run) -> None:
@@ -125,8 +147,10 @@ def walk_all(run: Run) -> None:
     walked: set[int | None] = set()
     while gap := next((g for g in run.gaps if id(g) not in walked and walkable(run, g)), None):
         walked.add(id(gap))
-        with run.engine.connect() as conn:
-            created = ledger.created_at(conn, gap.after_id) if gap.after_id else None
+        created = gap.after_created_at
+        if created is None and gap.after_id:  # a gap from before revision 0009
+            with run.engine.connect() as conn:
+                created = ledger.created_at(conn, gap.after_id)
         head = gap.after_id is None
         walk(run, Walk("gap", gap.after_id, [gap], started_at_head=head, cursor_created=created))
     blocked = [g for g in run.gaps if g.blocked_reason]

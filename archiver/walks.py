@@ -73,7 +73,9 @@ def write(run: Run, w: Walk, page: Page, batch: Batch | None = None) -> tuple[Pa
     listing = w.kind != "get"
     closed, moved = track_gaps(run, w, page, canons) if listing else ([], [])
     if listing and page.truncated:
-        hold_the_rest(run, w, page.last_id)
+        hold_the_rest(
+            run, w, page.last_id, next((c["created_at"] for c in canons if c["id"] == page.last_id), None)
+        )
         moved = mark_blocked(run, w, NO_HAS_MORE)
     with interrupts.deferred():
         return commit_page(run, w, page, batch, canons, closed, moved)
@@ -159,10 +161,12 @@ def track_gaps(run: Run, w: Walk, page: Page, canons: list[JSONObj]) -> tuple[li
     the listing every gap the walk holds closes. A page out of created_at order makes every gap
     the walk holds run to the end of the listing (a new one opens if it holds none): stored with
     the page, so a cut-off cannot forget it."""
-    ids = {c["id"] for c in canons}
+    created = {c["id"]: c["created_at"] for c in canons}
+    ids = created.keys()
     w.held = [g for g in w.held if g.id is None or g in run.gaps]  # not those another walk closed
-    for gap in run.gaps:  # a walk passing a gap's start carries the gap along
-        if gap not in w.held and (gap.after_id in ids or (gap.after_id is None and w.started_at_head)):
+    for gap in run.gaps:  # a walk passing a gap's start carries the gap along (not if it moved)
+        passes = gap.after_id in ids and gap.after_created_at in (None, created[gap.after_id])
+        if gap not in w.held and (passes or (gap.after_id is None and w.started_at_head)):
             w.held.append(gap)
     if out_of_order(run, w, canons):
         if not w.held:
@@ -176,6 +180,7 @@ def track_gaps(run: Run, w: Walk, page: Page, canons: list[JSONObj]) -> tuple[li
     w.held = [g for g in w.held if g not in closed]
     for gap in w.held:  # this page was reached, so the route pages (again)
         gap.after_id, gap.blocked_reason, gap.blocked_at = page.last_id, None, None
+        gap.after_created_at = created.get(page.last_id) if page.last_id else None
     return closed, list(w.held)
 
 
@@ -228,7 +233,7 @@ def block(run: Run, w: Walk, reason: str, refused_now: bool = False) -> None:
     full walk that holds none opens one from its last page to the end, so that the run says its
     coverage is partial and a later run walks on. A refusal just received counts for every blocked
     gap: each waits another day to be retried."""
-    hold_the_rest(run, w, w.last_id)
+    hold_the_rest(run, w, w.last_id, w.cursor_created)
     if not (w.held or refused_now):
         return
     now = time.time()
@@ -240,12 +245,13 @@ def block(run: Run, w: Walk, reason: str, refused_now: bool = False) -> None:
             ledger.save_gap(conn, gap, run.result.run_id, now)
 
 
-def hold_the_rest(run: Run, w: Walk, last_id: str | None) -> None:
+def hold_the_rest(run: Run, w: Walk, last_id: str | None, created: int | None) -> None:
     """A full walk from the head that can go no further and holds no gap: it holds one from
-    `last_id` to the end (reused run after run), so that the run says its coverage is partial."""
+    `last_id` (created at `created`) to the end (reused run after run), so that the run says its
+    coverage is partial."""
     if w.kind == "full" and w.started_at_head and not w.held:
         rest = next((g for g in run.gaps if g.until_id is None), None) or Gap(None, None, None, None)
-        rest.after_id = last_id
+        rest.after_id, rest.after_created_at = last_id, created
         w.held.append(rest)
 
 

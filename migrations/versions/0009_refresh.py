@@ -1,7 +1,9 @@
-"""job_refresh: how each in-flight job is refreshed (back-off, failing GETs, an unconfirmed 404).
+"""job_refresh: how each in-flight job is refreshed (back-off, failing GETs, an unconfirmed 404);
+sync_gaps.after_created_at: when the job a gap resumes after was created, as it was then.
 
 No row is the common case: the job is refreshed by every run. Nothing existing needs a row: an
-archive upgraded to this revision refreshes its in-flight jobs as before until they earn one.
+archive upgraded to this revision refreshes its in-flight jobs as before until they earn one. An
+existing gap's after_created_at is NULL: its walk takes the archived job's created_at instead.
 
 Revision ID: 0009
 Revises: 0007
@@ -27,7 +29,11 @@ def upgrade() -> None:
         sa.Column("error", sa.Text),
         sa.Column("missing_at", sa.Double),
     )
+    with op.batch_alter_table("sync_gaps") as batch:
+        batch.add_column(sa.Column("after_created_at", sa.BigInteger))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("sync_gaps") as batch:
+        batch.drop_column("after_created_at")
     op.drop_table("job_refresh")
