@@ -3,6 +3,7 @@
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -54,35 +55,103 @@ class Batch:
 def make_batch(items: list[Any], notes: Notes, provider: str) -> Batch:
     good, bad = split_items(items)
     jobs = [(job, normalize.job(job, notes, provider)) for job in good]
-    return Batch(jobs, {canon["id"]: content_hash(job) for job, canon in jobs}, bad)
+    return Batch(jobs, {canon["id"]: content_hash(job, provider) for job, canon in jobs}, bad)
+
+
+def content_hash(job: JSONObj, provider: str = "unknown") -> str:
+    """SHA-256 of the canonical JSON of what the job means (normalize.meaning): equal hashes, no change."""
+    return hashlib.sha256(canonical_json(normalize.meaning(job, provider)).encode()).hexdigest()
+
+
+SAFE = 2**53  # integers up to here are exact as doubles; beyond, JSON numbers are compared as doubles
+AS_IS = frozenset((str, type(None), bool, int))  # orjson writes these as RFC 8785 does (int: to SAFE)
 
 
 def canonical_json(value: Any) -> str:
-    """The one JSON text of a value that content hashes are taken of: keys sorted, no whitespace,
-    UTF-8, numbers as orjson (ECMAScript) writes them. orjson refuses integers beyond 64 bits and
-    lone surrogates; `slow_canonical_json` writes the very same text for those (tests compare them)."""
+    """The one JSON text of a value, RFC 8785 (JSON Canonicalization Scheme): keys sorted by UTF-16
+    code units, no whitespace, UTF-8 with only '"', '\\' and control characters escaped (lone
+    surrogates as \\udXXX, as JavaScript's JSON.stringify), every number written as ECMAScript writes
+    the double it is (`2.0` and `2` -> `2`, `1e-05` -> `0.00001`, `1e21` -> `1e+21`), so one value has
+    one text whichever serializer wrote the JSON it was read from. Beyond RFC 8785 (which has no text
+    for them): NaN, infinities and integers beyond a double's range are `null`, as JSON.stringify
+    writes what JSON.parse reads of them. orjson writes it when given numbers it writes that way
+    (`jcs_numbers`); `slow_canonical_json` is the plain definition (tests compare them)."""
     try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-    except TypeError:
+        return orjson.dumps(jcs_numbers(value), option=orjson.OPT_SORT_KEYS).decode()
+    except (TypeError, NonAsciiKey):  # lone surrogates, non-string keys, keys orjson would sort otherwise
         return slow_canonical_json(value)
+
+
+class NonAsciiKey(Exception):
+    """orjson sorts keys by code point, RFC 8785 by UTF-16 code unit: they differ beyond ASCII."""
+
+
+def jcs_numbers(value: Any) -> Any:
+    """`value` with each number that orjson would not write as RFC 8785 does replaced by its text."""
+    kind = type(value)
+    if kind is dict:
+        if not "".join(value).isascii():
+            raise NonAsciiKey
+        # members orjson writes as RFC 8785 does are kept (tested inline: a call for each costs)
+        return {
+            k: v if type(v) in AS_IS and not (type(v) is int and not -SAFE <= v <= SAFE) else jcs_numbers(v)
+            for k, v in value.items()
+        }
+    if kind is list or kind is tuple:
+        return [
+            v if type(v) in AS_IS and not (type(v) is int and not -SAFE <= v <= SAFE) else jcs_numbers(v)
+            for v in value
+        ]
+    if kind is float:
+        return int(value) if value.is_integer() and -SAFE <= value <= SAFE else orjson.Fragment(number(value))
+    if kind is int and not -SAFE <= value <= SAFE:
+        return orjson.Fragment(number(value))
+    return value
 
 
 def slow_canonical_json(value: Any) -> str:
     if isinstance(value, dict):
-        members = sorted((str(k), v) for k, v in value.items())
+        members = sorted(((str(k), v) for k, v in value.items()), key=utf16)
         return "{" + ",".join(f"{slow_canonical_json(k)}:{slow_canonical_json(v)}" for k, v in members) + "}"
     if isinstance(value, list | tuple):
         return "[" + ",".join(slow_canonical_json(v) for v in value) + "]"
     if isinstance(value, str):
         escaped = json.dumps(value, ensure_ascii=False)
         return "".join(f"\\u{ord(c):04x}" if "\ud800" <= c <= "\udfff" else c for c in escaped)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return orjson.dumps(value).decode()  # true, false, null, floats
+    if value is None or isinstance(value, bool):
+        return orjson.dumps(value).decode()
+    return number(value)
 
 
-def content_hash(job: JSONObj) -> str:
-    return hashlib.sha256(canonical_json(job).encode()).hexdigest()
+def utf16(member: tuple[str, Any]) -> bytes:
+    return member[0].encode("utf-16-be", "surrogatepass")
+
+
+def number(value: int | float) -> str:
+    """ECMAScript's Number::toString of the double `value` is (RFC 8785 3.2.2.3); null for none."""
+    try:
+        x = float(value)
+    except OverflowError:
+        return "null"
+    if x != x or x in (math.inf, -math.inf):
+        return "null"
+    if x == 0:
+        return "0"
+    sign, text = ("-", repr(-x)) if x < 0 else ("", repr(x))  # repr: the shortest digits that read back
+    mantissa, _, exp = text.partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    significant = (whole + fraction).lstrip("0")
+    digits = significant.rstrip("0")
+    k = len(digits)
+    n = int(exp or 0) - len(fraction) + len(significant)  # x = 0.digits * 10^n
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * -n + digits
+    e = n - 1
+    return f"{sign}{digits[0]}{'.' if k > 1 else ''}{digits[1:]}e{'+' if e >= 0 else '-'}{abs(e)}"
 
 
 def stored(conn: Connection, ids: list[str]) -> dict[str, tuple[str, bool]]:
@@ -134,14 +203,20 @@ INTEGRATION_COLUMNS = ("type", "wandb_project", "wandb_name", "wandb_entity", "s
 
 
 def upsert_page(
-    conn: Connection, page: list[Job], run_id: int, now: float, hashes: dict[str, str] | None = None
+    conn: Connection,
+    page: list[Job],
+    run_id: int,
+    now: float,
+    hashes: dict[str, str] | None = None,
+    via: str = "list",
 ) -> PageCounts:
-    """Write one page of jobs: only new or changed jobs are touched; unchanged ones write nothing
-    (but a job that had vanished and is listed again loses its mark). `hashes`: their content
-    hashes by id, when already taken (make_batch)."""
+    """Write one page of jobs: only new or changed jobs are touched; unchanged ones (the same meaning,
+    see content_hash) write nothing (but a job that had vanished and is listed again loses its mark).
+    `hashes`: their content hashes by id, when already taken (make_batch); `via`: the route that
+    served them, "list" or "get" (a single-job GET), kept in job_history.observed_via."""
     by_id = {canon["id"]: (job, canon) for job, canon in page}  # last wins: see executemany
     if hashes is None:
-        hashes = {job_id: content_hash(job) for job_id, (job, _) in by_id.items()}
+        hashes = {job_id: content_hash(job, canon["provider"]) for job_id, (job, canon) in by_id.items()}
     before = stored(conn, list(by_id))
     changed = [job_id for job_id, h in hashes.items() if before.get(job_id, ("", False))[0] != h]
     counts = PageCounts(unchanged=len(by_id) - len(changed), known=len(before))
@@ -154,7 +229,7 @@ def upsert_page(
         return counts
     updated = [job_id for job_id in changed if job_id in before]
     counts.updated, counts.inserted = len(updated), len(changed) - len(updated)
-    write_jobs(conn, [by_id[job_id] for job_id in changed], updated, hashes, run_id, now, history=True)
+    write_jobs(conn, [by_id[job_id] for job_id in changed], updated, hashes, run_id, now, history=via)
     return counts
 
 
@@ -165,9 +240,10 @@ def write_jobs(
     hashes: dict[str, str],
     run_id: int | None,
     now: float,
-    history: bool,
+    history: str | None,
 ) -> None:
-    """Upsert these jobs' rows, replace the children of the `updated` ones, append history."""
+    """Upsert these jobs' rows, replace the children of the `updated` ones, append history rows
+    observed via `history` (the route; None: no history)."""
     seen = {"last_seen_at": now, "first_seen_at": now, "last_sync_run_id": run_id, "vanished_at": None}
     job_table: list[JSONObj] = []
     children: dict[Table, list[JSONObj]] = {t: [] for t in CHILD_TABLES}
@@ -192,6 +268,7 @@ def write_jobs(
                     "status": row["status"],
                     "content_hash": row["content_hash"],
                     "raw": row["raw"],
+                    "observed_via": history,
                 }
                 for row in job_table
             ]
@@ -200,7 +277,8 @@ def write_jobs(
 
 def rederive_all(conn: Connection, batch: int = 1000) -> None:
     """Recompute every job's typed columns, children and content hash from `raw` with the current
-    normalization (a migration calls this); job_history is left as it was observed."""
+    normalization (a migration calls this); job_history is left as it was observed. The hash is of
+    the provider the job has (0005 set it to "unknown" for the jobs archived before it)."""
     notes = Notes()
     last = ""
     while True:
@@ -210,10 +288,10 @@ def rederive_all(conn: Connection, batch: int = 1000) -> None:
             break
         last = rows[-1].id
         for r in rows:
-            page = [(r.raw, normalize.job(r.raw, notes, r.provider or "unknown"))]
-            write_jobs(
-                conn, page, [r.id], {r.id: content_hash(r.raw)}, r.last_sync_run_id, r.last_seen_at, False
-            )
+            provider = r.provider or "unknown"
+            page = [(r.raw, normalize.job(r.raw, notes, provider))]
+            hashes = {r.id: content_hash(r.raw, provider)}
+            write_jobs(conn, page, [r.id], hashes, r.last_sync_run_id, r.last_seen_at, None)
     notes.counts.clear()
 
 

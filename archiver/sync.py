@@ -202,9 +202,10 @@ def settle(run: Run, here: int | None, may_page: bool) -> bool:
             return False  # paging on reaches them sooner (the rest, passed unseen, need a GET anyway)
     log.info("fetching %d in-flight jobs one by one", len(run.pending))
     fetched = {job_id: fetch_job(run.api, job_id) for job_id in list(run.pending)}
-    gone = [job_id for job_id, job in fetched.items() if job is None]
-    found = [job for job in fetched.values() if job is not None]
-    write(run, Walk("get", None, []), Page(found, False, None))
+    gone = [job_id for job_id, (job, _) in fetched.items() if job is None]
+    found = [job for job, _ in fetched.values() if job is not None]
+    provider = next((p for job, p in fetched.values() if job is not None and p), None)  # as a page's
+    write(run, Walk("get", None, []), Page(found, False, None, provider))
     if gone:
         with run.engine.begin() as conn:
             ledger.mark_vanished(conn, gone, time.time())

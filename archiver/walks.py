@@ -74,7 +74,7 @@ def write(run: Run, w: Walk, page: Page, batch: Batch | None = None) -> tuple[Pa
         if page.truncated:
             moved = mark_blocked(run, w, NO_HAS_MORE)
     with run.engine.begin() as conn:
-        counts = upsert_page(conn, jobs, run.result.run_id, now, hashes)
+        counts = upsert_page(conn, jobs, run.result.run_id, now, hashes, "list" if listing else "get")
         if bad:
             log.warning(
                 "%d items of the page after %s are not jobs; kept in rejected_items", len(bad), page.after
