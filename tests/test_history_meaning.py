@@ -213,7 +213,7 @@ def openai_history() -> list[dict[str, Any]]:
 
 
 @contextmanager
-def openai_route(gateway: Gateway) -> Iterator[tuple[dict[str, str], FakeApi]]:
+def openai_behind_gateway(gateway: Gateway) -> Iterator[tuple[dict[str, str], FakeApi]]:
     """FakeApi as OpenAI behind the gateway (a custom host): PORTKEY_* settings, and the fake."""
     fake = FakeApi(openai_history())
     fake.required = {"authorization": "Bearer sk-gateway-test"}
@@ -255,7 +255,7 @@ def test_through_the_gateway_in_flight_jobs_alternating_between_list_and_get_get
 ) -> None:
     with ExitStack() as stack:
         if provider == "openai":
-            settings, fake = stack.enter_context(openai_route(gateway))
+            settings, fake = stack.enter_context(openai_behind_gateway(gateway))
             requests: list[Any] = fake.requests
         else:
             route = stack.enter_context(gateway_route("azure-openai", azure_history()))
