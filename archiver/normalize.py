@@ -303,7 +303,8 @@ def integration(item: Any, warn: Warn) -> JSONObj:
 #   list sends "", "" and nulls), only the GET sends the failure message as `error` (the list: {}),
 #   `fine_tuned_model` is the output model's name from the GET but absent from the list while the job
 #   runs, and `suffix` (customModelName) is in the summary but not in a real GET. Those members are
-#   not compared: Bedrock's history changes with its status, its times and its name.
+#   not compared: Bedrock's history changes with its status, its times and its name. The cost: a
+#   GET of a job whose meaning is unchanged writes nothing, so jobs.raw keeps the list's copy.
 # - vertex-ai, fireworks-ai: the same mapping of the same record on both routes.
 # Numbers beyond 2^53 compare as the double they round to, as the gateway's JSON.parse reads them.
 ROUTE_RENAMES: dict[str, dict[str, dict[Any, Any]]] = {

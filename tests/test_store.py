@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archiver.store import canonical_json, content_hash, slow_canonical_json
+from archiver.canonical import canonical_json, slow_canonical_json
+from archiver.store import content_hash
 
 # Text of every kind: control characters, NUL, DEL, U+2028, quotes and backslashes, non-ASCII of
 # every plane, lone surrogates (which orjson refuses).
