@@ -142,17 +142,18 @@ def fetch_page(api: Api, limit: int, after: str | None, cancel: threading.Event 
     return Page(data, has_more, after, provider)
 
 
-def fetch_job(api: Api, job_id: str) -> dict[str, Any] | None:
-    """One job by id; None when the API no longer knows it (404)."""
+def fetch_job(api: Api, job_id: str) -> tuple[dict[str, Any] | None, str | None]:
+    """One job by id, and who answered (x-portkey-provider, as Page.provider); the job is None
+    when the API no longer knows it (404)."""
     try:
-        body, _ = request_json(api, f"fine_tuning/jobs/{path_segment(job_id)}", {})
+        body, provider = request_json(api, f"fine_tuning/jobs/{path_segment(job_id)}", {})
     except ApiError as e:
         if e.status == 404:
-            return None
+            return None, None
         raise
     if body.get("id") != job_id:
         raise ApiError(f"the API answered GET job {job_id} with another object")
-    return body
+    return body, provider
 
 
 def path_segment(job_id: str) -> str:

@@ -32,7 +32,7 @@ def in_place(run: Run, job_id: str, created: int | None) -> bool | None:
     if job_id in run.verified:
         return run.verified[job_id]
     try:
-        job = fetch_job(run.api, job_id)
+        job, _ = fetch_job(run.api, job_id)
     except ApiError as e:
         log.info("could not check job %s: %s", job_id, e)
         verdict = None

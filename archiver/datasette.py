@@ -49,7 +49,7 @@ JOB = {
     "learning_rate_multiplier": "Learning-rate multiplier: auto or the number as sent (text)",
     "metadata": "The job's metadata object (JSON)",
     "raw": "The job exactly as the API sent it (JSON)",
-    "content_hash": "SHA-256 of the job's canonical JSON: a new hash is a change",
+    "content_hash": "SHA-256 of what the job means (RFC 8785 JSON of it, less what differs by route)",
     "first_seen_at": "When archiver first saw the job (Unix seconds)",
     "last_seen_at": "When archiver last saw the job's content change (Unix seconds)",
     "last_sync_run_id": "The sync run that last wrote the job (sync_runs.id)",
@@ -121,7 +121,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         },
     ),
     "job_history": (
-        "Append-only: one row when a job is first seen and one each time its content changes",
+        "Append-only: one row when a job is first seen and one each time what it means changes",
         {
             "id": "The observation's number, in order",
             **JOB_ID,
@@ -130,6 +130,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "status": "The job's status then",
             "content_hash": "The job's content hash then",
             "raw": "The job as sent then (JSON)",
+            "observed_via": "The route that sent it: list, or get (a single-job GET); empty before 0008",
         },
     ),
     "sync_runs": ("Every archiver sync run, whatever its outcome", RUN),
@@ -144,6 +145,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "sync_run_id": "The run that last moved it (sync_runs.id)",
             "blocked_reason": "Why the route refused to page here; empty unless blocked",
             "blocked_at": "When it last refused (Unix seconds); tried again a day later",
+            "after_created_at": "When the job after_id was created, then: a job that moved is no cursor",
         },
     ),
     "job_refresh": (

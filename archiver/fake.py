@@ -11,7 +11,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -90,7 +90,9 @@ class FakeApi:
         # Personalities of real servers:
         self.unknown_cursor = "400"  # how `after=<id it does not list>` is answered: 400, 404, empty, first
         self.get_faults: dict[str, deque[Reply]] = {}  # id -> replies its next GETs get, one each
-        self.get_view: Any = None  # job -> the job as a GET writes it (re-serialized, renamed, ...)
+        # The single-job GET's body text for a job, when the route serves it otherwise than the
+        # list does (the gateway re-serializes it, renames Azure's statuses, ...); None: as listed.
+        self.retrieved: Callable[[dict[str, Any]], str] | None = None
 
     def served(self, job: Any) -> Any:
         return {**job, **self.odd[job["id"]]} if isinstance(job, dict) and job.get("id") in self.odd else job
@@ -143,7 +145,7 @@ class FakeApi:
                 start = ids.index(params["after"]) + 1
         data = [self.served(job) for job in self.jobs[start : start + limit]]
         page = {"object": "list", "data": data, "has_more": start + limit < len(self.jobs)}
-        return json_reply(200, page, **({"x-portkey-provider": self.provider} if self.provider else {}))
+        return json_reply(200, page, **self.answered_by())
 
     def one_job(self, job_id: str) -> Reply:
         with self.lock:
@@ -153,9 +155,14 @@ class FakeApi:
             return fault
         for job in self.jobs:
             if isinstance(job, dict) and job.get("id") == job_id:
-                served = self.served(job)
-                return json_reply(200, self.get_view(served) if self.get_view else served)
+                if self.retrieved is None:
+                    return json_reply(200, self.served(job), **self.answered_by())
+                headers = {"content-type": "application/json", **self.answered_by()}
+                return Reply(200, self.retrieved(self.served(job)).encode(), headers)
         return error_reply(404, f"No fine-tuning job found with id {job_id}")
+
+    def answered_by(self) -> dict[str, str]:
+        return {"x-portkey-provider": self.provider} if self.provider else {}
 
     # httpx.MockTransport handler
     def __call__(self, request: httpx.Request) -> httpx.Response:

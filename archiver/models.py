@@ -139,6 +139,7 @@ job_history = Table(
     Column("status", Text),
     Column("content_hash", Text, nullable=False),
     Column("raw", JSON, nullable=False),
+    Column("observed_via", Text),  # list or get (a single-job GET); NULL: observed before 0008 recorded it
     Index(None, "job_id", "id"),
 )
 

@@ -292,3 +292,41 @@ def integration(item: Any, warn: Warn) -> JSONObj:
         "settings": item,
         "tags": [text(t, "wandb.tags[]", warn) for t in tags],
     }
+
+
+# What a job means, as the change test compares it (store.content_hash): the job as received, less
+# what depends on the route that served it. Through the gateway (1.15.2) the list passes the
+# provider's body on, but a single-job GET may say the same job differently:
+# - openai: the GET is re-serialized by JavaScript (`2.0` -> `2`, `1e-05` -> `0.00001`); numbers
+#   compare by value anyway (store.canonical_json writes each number in one form), nothing to drop.
+# - azure-openai: the GET renames `created` and `pending` to `queued`; the list keeps Azure's names.
+#   All three mean `queued` here, so a job moving between `created` and `pending` is no change.
+# - bedrock: the list is built from Bedrock's job summaries, the GET from the full job, through the
+#   same mapping: only the GET fills the training and validation files and the hyperparameters (the
+#   list sends "", "" and nulls), only the GET sends the failure message as `error` (the list: {}),
+#   `fine_tuned_model` is the output model's name from the GET but absent from the list while the job
+#   runs, and `suffix` (customModelName) is in the summary but not in a real GET. Those members are
+#   not compared: Bedrock's history changes with its status, its times and its name. The cost: a
+#   GET of a job whose meaning is unchanged writes nothing, so jobs.raw keeps the list's copy.
+# - vertex-ai, fireworks-ai: the same mapping of the same record on both routes.
+# Numbers beyond 2^53 compare as the double they round to, as the gateway's JSON.parse reads them.
+ROUTE_RENAMES: dict[str, dict[str, dict[Any, Any]]] = {
+    "azure-openai": {"status": {"created": "queued", "pending": "queued"}},
+}
+ROUTE_OMITS: dict[str, tuple[str, ...]] = {
+    "bedrock": ("fine_tuned_model", "suffix", "training_file", "validation_file", "hyperparameters", "error"),
+}
+
+
+def meaning(raw: JSONObj, provider: str) -> JSONObj:
+    """The job as received, with the members that differ by route only (ROUTE_RENAMES, ROUTE_OMITS)
+    made one: what a change of the job is a change of."""
+    renames, omits = ROUTE_RENAMES.get(provider), ROUTE_OMITS.get(provider)
+    if renames is None and omits is None:
+        return raw
+    job = {k: v for k, v in raw.items() if k not in omits} if omits else raw
+    for key, names in (renames or {}).items():
+        value = job.get(key)
+        if type(value) is str and value in names:
+            job = {**job, key: names[value]}  # never the caller's dict
+    return job

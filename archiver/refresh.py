@@ -37,7 +37,7 @@ def settle(run: Run, here: int | None, may_page: bool, walked_all: bool = False)
             return False  # paging on reaches them sooner (the rest, passed unseen, need a GET anyway)
     ids = list(run.pending)
     log.info("fetching %d in-flight jobs one by one", len(ids))
-    in_a_row = 0
+    in_a_row, provider = 0, None
     for start in range(0, len(ids), BATCH):
         found, gone, failed = [], [], {}
         for job_id in ids[start : start + BATCH]:
@@ -45,7 +45,7 @@ def settle(run: Run, here: int | None, may_page: bool, walked_all: bool = False)
                 run.unrefreshed.setdefault(job_id, "not asked: the GETs before it failed")
                 continue
             try:
-                job = fetch_job(run.api, job_id)
+                job, answered = fetch_job(run.api, job_id)
             except OutOfTime:
                 raise
             except ApiError as e:
@@ -58,7 +58,8 @@ def settle(run: Run, here: int | None, may_page: bool, walked_all: bool = False)
                 gone.append(job_id)
             else:
                 found.append(job)
-        write(run, Walk("get", None, []), Page(found, False, None))
+                provider = provider or answered
+        write(run, Walk("get", None, []), Page(found, False, None, provider))  # hashed as a page's
         passed = [i for i in gone if walked_all or passed_by(run.pending.get(i), here) or i in run.suspects]
         record(run, passed, [i for i in gone if i not in passed], failed)
     run.pending.clear()

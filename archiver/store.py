@@ -1,17 +1,16 @@
 """Jobs as rows (pure mappings) and the per-page write: upsert, replace children, append history."""
 
 import hashlib
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, Table, delete, insert, select, update
 
 from archiver import normalize
 from archiver.bulk import JSONText, executemany, pipeline
+from archiver.canonical import canonical_json as canonical_json  # walks.py takes it from here
 from archiver.db import to_json
 from archiver.models import (
     CHILD_TABLES,
@@ -55,35 +54,12 @@ class Batch:
 def make_batch(items: list[Any], notes: Notes, provider: str) -> Batch:
     good, bad = split_items(items)
     jobs = [(job, normalize.job(job, notes, provider)) for job in good]
-    return Batch(jobs, {canon["id"]: content_hash(job) for job, canon in jobs}, bad)
+    return Batch(jobs, {canon["id"]: content_hash(job, provider) for job, canon in jobs}, bad)
 
 
-def canonical_json(value: Any) -> str:
-    """The one JSON text of a value that content hashes are taken of: keys sorted, no whitespace,
-    UTF-8, numbers as orjson (ECMAScript) writes them. orjson refuses integers beyond 64 bits and
-    lone surrogates; `slow_canonical_json` writes the very same text for those (tests compare them)."""
-    try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-    except TypeError:
-        return slow_canonical_json(value)
-
-
-def slow_canonical_json(value: Any) -> str:
-    if isinstance(value, dict):
-        members = sorted((str(k), v) for k, v in value.items())
-        return "{" + ",".join(f"{slow_canonical_json(k)}:{slow_canonical_json(v)}" for k, v in members) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(slow_canonical_json(v) for v in value) + "]"
-    if isinstance(value, str):
-        escaped = json.dumps(value, ensure_ascii=False)
-        return "".join(f"\\u{ord(c):04x}" if "\ud800" <= c <= "\udfff" else c for c in escaped)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return orjson.dumps(value).decode()  # true, false, null, floats
-
-
-def content_hash(job: JSONObj) -> str:
-    return hashlib.sha256(canonical_json(job).encode()).hexdigest()
+def content_hash(job: JSONObj, provider: str = "unknown") -> str:
+    """SHA-256 of the canonical JSON of what the job means (normalize.meaning): equal hashes, no change."""
+    return hashlib.sha256(canonical_json(normalize.meaning(job, provider)).encode()).hexdigest()
 
 
 def stored(conn: Connection, ids: list[str]) -> dict[str, tuple[str, bool]]:
@@ -135,14 +111,20 @@ INTEGRATION_COLUMNS = ("type", "wandb_project", "wandb_name", "wandb_entity", "s
 
 
 def upsert_page(
-    conn: Connection, page: list[Job], run_id: int, now: float, hashes: dict[str, str] | None = None
+    conn: Connection,
+    page: list[Job],
+    run_id: int,
+    now: float,
+    hashes: dict[str, str] | None = None,
+    via: str = "list",
 ) -> PageCounts:
-    """Write one page of jobs: only new or changed jobs are touched; unchanged ones write nothing
-    (but a job that had vanished and is listed again loses its mark). `hashes`: their content
-    hashes by id, when already taken (make_batch)."""
+    """Write one page of jobs: only new or changed jobs are touched; unchanged ones (the same meaning,
+    see content_hash) write nothing (but a job that had vanished and is listed again loses its mark).
+    `hashes`: their content hashes by id, when already taken (make_batch); `via`: the route that
+    served them, "list" or "get" (a single-job GET), kept in job_history.observed_via."""
     by_id = {canon["id"]: (job, canon) for job, canon in page}  # last wins: see executemany
     if hashes is None:
-        hashes = {job_id: content_hash(job) for job_id, (job, _) in by_id.items()}
+        hashes = {job_id: content_hash(job, canon["provider"]) for job_id, (job, canon) in by_id.items()}
     before = stored(conn, list(by_id))
     changed = [job_id for job_id, h in hashes.items() if before.get(job_id, ("", False))[0] != h]
     counts = PageCounts(unchanged=len(by_id) - len(changed), known=len(before))
@@ -156,7 +138,7 @@ def upsert_page(
         return counts
     updated = [job_id for job_id in changed if job_id in before]
     counts.updated, counts.inserted = len(updated), len(changed) - len(updated)
-    write_jobs(conn, [by_id[job_id] for job_id in changed], updated, hashes, run_id, now, history=True)
+    write_jobs(conn, [by_id[job_id] for job_id in changed], updated, hashes, run_id, now, history=via)
     return counts
 
 
@@ -167,9 +149,10 @@ def write_jobs(
     hashes: dict[str, str],
     run_id: int | None,
     now: float,
-    history: bool,
+    history: str | None,
 ) -> None:
-    """Upsert these jobs' rows, replace the children of the `updated` ones, append history."""
+    """Upsert these jobs' rows, replace the children of the `updated` ones, append history rows
+    observed via `history` (the route; None: no history)."""
     seen = {"last_seen_at": now, "first_seen_at": now, "last_sync_run_id": run_id, "vanished_at": None}
     job_table: list[JSONObj] = []
     children: dict[Table, list[JSONObj]] = {t: [] for t in CHILD_TABLES}
@@ -194,6 +177,7 @@ def write_jobs(
                     "status": row["status"],
                     "content_hash": row["content_hash"],
                     "raw": row["raw"],
+                    "observed_via": history,
                 }
                 for row in job_table
             ]
@@ -202,7 +186,8 @@ def write_jobs(
 
 def rederive_all(conn: Connection, batch: int = 1000) -> None:
     """Recompute every job's typed columns, children and content hash from `raw` with the current
-    normalization (a migration calls this); job_history is left as it was observed."""
+    normalization (a migration calls this); job_history is left as it was observed. The hash is of
+    the provider the job has (0005 set it to "unknown" for the jobs archived before it)."""
     notes = Notes()
     last = ""
     while True:
@@ -212,10 +197,10 @@ def rederive_all(conn: Connection, batch: int = 1000) -> None:
             break
         last = rows[-1].id
         for r in rows:
-            page = [(r.raw, normalize.job(r.raw, notes, r.provider or "unknown"))]
-            write_jobs(
-                conn, page, [r.id], {r.id: content_hash(r.raw)}, r.last_sync_run_id, r.last_seen_at, False
-            )
+            provider = r.provider or "unknown"
+            page = [(r.raw, normalize.job(r.raw, notes, provider))]
+            hashes = {r.id: content_hash(r.raw, provider)}
+            write_jobs(conn, page, [r.id], hashes, r.last_sync_run_id, r.last_seen_at, None)
     notes.counts.clear()
 
 

@@ -92,7 +92,7 @@ def commit_page(
     listing = w.kind != "get"
     due = [c["id"] for c in canons if c["id"] in run.pending]
     with run.engine.begin() as conn:
-        counts = upsert_page(conn, jobs, run.result.run_id, now, hashes)
+        counts = upsert_page(conn, jobs, run.result.run_id, now, hashes, "list" if listing else "get")
         refreshes = bool(due or run.refresh_rows) and ledger.record_refreshes(
             conn, canons, counts.changed, due, run.refresh_rows, now
         )

@@ -8,8 +8,9 @@ import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
-from archiver import db
+from archiver import db, reports
 from archiver.errors import DatabaseError
+from archiver.store import content_hash
 from archiver.sync import sync
 from tests.fake_api import FakeApi, add_new_jobs, finish_job, make_jobs
 from tests.test_sync import api_for
@@ -58,6 +59,8 @@ def test_every_migration_down_and_up_keeps_the_rows_and_their_links(engine: sa.E
         db.downgrade(engine, revs[i - 1])
         now = rows(engine)
         assert now == same_columns(now, at_head), f"after downgrading to {revs[i - 1]}"
+    for row in at_head["job_history"]:  # below 0008 nothing holds the route: it comes back unknown
+        row["observed_via"] = None
     for rev in revs[1:]:
         db.upgrade(engine, rev)
         now = rows(engine)
@@ -129,7 +132,7 @@ def populated_at_0004(db_url: str) -> sa.Engine:
 
 def test_0005_turns_the_checkpoint_into_a_gap_and_rederives_rows_and_0004_gets_them_back(db_url: str) -> None:
     engine = populated_at_0004(db_url)
-    db.upgrade(engine)
+    db.upgrade(engine, "0007")  # 0008 rehashes the history (its own test is below)
     with engine.connect() as conn:
         gaps = conn.execute(sa.text("SELECT after_id, until_id, blocked_reason FROM sync_gaps")).all()
         job = conn.execute(
@@ -153,5 +156,144 @@ def test_0005_turns_the_checkpoint_into_a_gap_and_rederives_rows_and_0004_gets_t
     assert (bool(state[0]), state[1]) == (False, VERTEX_JOB["id"])
     assert not columns & {"status_class", "provider", "vanished_at"}
     assert tuple(kept) == (VERTEX_JOB["id"], 1)
+    db.upgrade(engine)
+    engine.dispose()
+
+
+# Archived before 0008: each job listed, then fetched by id, then listed again (phantom changes),
+# and the first job then changed for real.
+OPENAI_LISTED = {
+    "id": "ftjob-a",
+    "status": "running",
+    "estimated_finish": 1790003600,
+    "hyperparameters": {"n_epochs": 3, "learning_rate_multiplier": 2.0},
+    "metadata": {"lr": 1e-05},
+}
+OPENAI_FETCHED = {**OPENAI_LISTED, "hyperparameters": {"n_epochs": 3, "learning_rate_multiplier": 2}}
+OPENAI_MOVED = {**OPENAI_FETCHED, "estimated_finish": 1790004200}
+AZURE_LISTED = {"id": "ftjob-b", "status": "pending", "hyperparameters": {"learning_rate_multiplier": 1}}
+AZURE_FETCHED = {**AZURE_LISTED, "status": "queued"}
+BEDROCK_LISTED = {"id": "arn-c", "status": "running", "training_file": "", "error": {}, "suffix": "custom-c"}
+BEDROCK_FETCHED = {
+    "id": "arn-c",
+    "status": "running",
+    "training_file": "s3%3A%2F%2Fb%2Ftrain.jsonl",
+    "fine_tuned_model": "custom-c",
+    "hyperparameters": {"learning_rate_multiplier": 1e-05, "batch_size": 1, "n_epochs": 2},
+    "error": {},
+}
+OBSERVED = [  # (provider, versions in order of observation)
+    ("openai", [OPENAI_LISTED, OPENAI_FETCHED, OPENAI_LISTED, OPENAI_MOVED]),
+    ("azure-openai", [AZURE_LISTED, AZURE_FETCHED, AZURE_LISTED]),
+    ("bedrock", [BEDROCK_LISTED, BEDROCK_FETCHED, BEDROCK_LISTED]),
+]
+
+
+def populated_at_0007(db_url: str) -> tuple[sa.Engine, Any]:
+    """An archive at 0007 with the rows above, hashed as 0007 did; and 0008's module."""
+    engine = db.make_engine(db.parse_url(db_url))
+    db.upgrade(engine, "0007")
+    script = ScriptDirectory(str(db.resource_path("migrations")))
+    m0008 = script.get_revision("0008").module
+    with engine.begin() as conn:
+        for run in range(1, 5):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO sync_runs (id, started_at, finished_at, status, mode, pages, requests,"
+                    " jobs_seen, jobs_inserted, jobs_updated, jobs_unchanged)"
+                    " VALUES (:run, :run, :run, 'succeeded', 'incremental', 1, 1, 1, 0, 1, 0)"
+                ),
+                {"run": run},
+            )
+        for provider, versions in OBSERVED:
+            last = versions[-1]
+            conn.execute(
+                sa.text(
+                    "INSERT INTO jobs (id, status, raw, content_hash, first_seen_at, last_seen_at,"
+                    " last_sync_run_id, status_class, provider)"
+                    " VALUES (:id, :status, :raw, :hash, 1, :seen, :seen, 'running', :provider)"
+                ),
+                {
+                    "id": last["id"],
+                    "status": last["status"],
+                    "raw": json.dumps(last),
+                    "hash": m0008.received_hash(last, provider),
+                    "seen": len(versions),
+                    "provider": provider,
+                },
+            )
+            for run, version in enumerate(versions, 1):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO job_history (job_id, sync_run_id, observed_at, status,"
+                        " content_hash, raw) VALUES (:id, :run, :run, :status, :hash, :raw)"
+                    ),
+                    {
+                        "id": version["id"],
+                        "run": run,
+                        "status": version["status"],
+                        "hash": m0008.received_hash(version, provider),
+                        "raw": json.dumps(version),
+                    },
+                )
+    return engine, m0008
+
+
+def hashes(engine: sa.Engine) -> dict[str, list[Any]]:
+    with engine.connect() as conn:
+        return {
+            "jobs": [
+                tuple(r) for r in conn.execute(sa.text("SELECT id, content_hash FROM jobs ORDER BY id"))
+            ],
+            "job_history": [
+                tuple(r)
+                for r in conn.execute(sa.text("SELECT id, job_id, content_hash FROM job_history ORDER BY id"))
+            ],
+        }
+
+
+def test_0008_rehashes_by_meaning_the_timeline_drops_phantom_rows_and_0007_gets_its_hashes_back(
+    db_url: str,
+) -> None:
+    engine, _ = populated_at_0007(db_url)
+    before = hashes(engine)
+    providers = {versions[0]["id"]: provider for provider, versions in OBSERVED}
+    with engine.connect() as conn:
+        _, rows = reports.run_report(conn, "job_timeline", {"job_id": "ftjob-b"})
+    assert len(rows) == 3  # at 0007 the phantom rows show, as "other fields" or "status"
+
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        raws = conn.execute(
+            sa.text("SELECT id, job_id, raw, observed_via FROM job_history ORDER BY id")
+        ).all()
+        jobs = conn.execute(sa.text("SELECT id, raw FROM jobs ORDER BY id")).all()
+        timelines = {
+            job_id: [tuple(r[1:]) for r in reports.run_report(conn, "job_timeline", {"job_id": job_id})[1]]
+            for job_id in providers
+        }
+    raw = {r.id: r.raw if isinstance(r.raw, dict) else json.loads(r.raw) for r in raws}
+    assert [r.observed_via for r in raws] == [None] * 10  # the route was not recorded before 0008
+    assert hashes(engine) == {
+        "jobs": [
+            (j.id, content_hash(json.loads(j.raw) if isinstance(j.raw, str) else j.raw, providers[j.id]))
+            for j in jobs
+        ],
+        "job_history": [(r.id, r.job_id, content_hash(raw[r.id], providers[r.job_id])) for r in raws],
+    }
+    by_job = {job_id: [h for _, j, h in hashes(engine)["job_history"] if j == job_id] for job_id in providers}
+    assert {job_id: len(set(h)) for job_id, h in by_job.items()} == {"ftjob-a": 2, "ftjob-b": 1, "arn-c": 1}
+    assert by_job["ftjob-a"][:3] == [by_job["ftjob-a"][0]] * 3
+    assert timelines == {
+        "arn-c": [(1, "running", "first seen")],
+        "ftjob-a": [(1, "running", "first seen"), (4, "running", "estimated_finish")],
+        "ftjob-b": [(1, "pending", "first seen")],
+    }
+
+    db.downgrade(engine, "0007")
+    assert hashes(engine) == before
+    with engine.connect() as conn:
+        assert "observed_via" not in {c["name"] for c in sa.inspect(conn).get_columns("job_history")}
+        assert len(reports.run_report(conn, "job_timeline", {"job_id": "ftjob-b"})[1]) == 3
     db.upgrade(engine)
     engine.dispose()

@@ -6,7 +6,7 @@ archive upgraded to this revision refreshes its in-flight jobs as before until t
 existing gap's after_created_at is NULL: its walk takes the archived job's created_at instead.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-07
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
