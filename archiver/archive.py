@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
@@ -46,14 +46,16 @@ class Archive:
             archive read-only, so a user who may only read it can use every read method.
 
     Raises:
-        ConfigError: the URL is neither a SQLite path nor a SQLite or PostgreSQL URL, or the path
-            is a directory.
+        ConfigError: the URL is neither a SQLite path nor a SQLite or PostgreSQL URL, the path
+            is a directory, or the SQLite database would be in memory (it would keep nothing).
 
     Use it as a context manager, or call `close()`, to release the database connections.
     """
 
     def __init__(self, database: str | URL = "archive.db") -> None:
         self.url = db.parse_url(database) if isinstance(database, str) else database
+        if self.url.get_backend_name() == "sqlite":
+            db.ensure_sqlite_file(db.show_url(self.url), self.url)
         path = db.sqlite_path(self.url) if self.url.get_backend_name() == "sqlite" else None
         if path and os.path.isdir(path):
             raise ConfigError(f"{path} is a directory, not an archive: give --db a file path or a URL")
@@ -239,6 +241,26 @@ class Archive:
         archive cannot be read."""
         columns, rows = self.query_table(sql)
         return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    def tables_table(self) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Like `tables`, as (column names, row tuples)."""
+        return ["name", "kind", "columns"], [tuple(t.values()) for t in self.tables()]
+
+    def tables(self) -> Rows:
+        """The archive's tables, then its views, each with its columns in order: what to query.
+
+        Raises ConfigError if there is no archive yet, DatabaseError if it cannot be read."""
+
+        def listing(conn: Connection) -> Rows:
+            schema = inspect(conn)
+            out = []
+            for kind, found in (("table", schema.get_table_names()), ("view", schema.get_view_names())):
+                for name in sorted(n for n in found if n != "alembic_version"):
+                    columns = ", ".join(c["name"] for c in schema.get_columns(name))
+                    out.append({"name": name, "kind": kind, "columns": columns})
+            return out
+
+        return self.read(listing)
 
     def last_run(self) -> dict[str, Any] | None:
         """The newest sync_runs row, whatever its outcome (None before the first sync).

@@ -155,9 +155,8 @@ def test_version_and_every_command_has_help_with_an_example() -> None:
         for name, cmd in cli.commands.items()
         for sub in (getattr(cmd, "commands", None) or [None])
     ]
-    assert (
-        len(commands) == 10
-    )  # sync, demo, db upgrade|current, runs, status, report, query, dashboard, datasette-metadata
+    # sync, demo, db upgrade|current, runs, status, report, query, tables, dashboard, datasette-metadata
+    assert len(commands) == 11
     for args in commands:
         result = runner.invoke(cli, [*args, "--help"])
         assert result.exit_code == 0

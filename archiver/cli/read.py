@@ -178,6 +178,22 @@ def key_value(param: str) -> tuple[str, str]:
     return key, value
 
 
+@cli.command("tables")
+@output_options
+@format_option("html")
+@db_option
+def tables_command(fmt: str, database: str) -> None:
+    """List the archive's tables and views with their columns: what `archiver query` can read.
+
+    \b
+    Example:
+      archiver tables && archiver query "SELECT status, count(*) FROM jobs GROUP BY status"
+    """
+    with open_archive(database) as archive:
+        columns, rows = archive.tables_table()
+    click.echo(render(columns, rows, fmt, "tables"))
+
+
 @cli.command("query")
 @output_options
 @click.argument("sql")
