@@ -492,7 +492,7 @@ def test_sync_json_reports_failures_too(db_url: str, fake: FakeApi, base_url: st
         "error": unconfigured.stderr.removeprefix("archiver: error: ").strip(),
         "exit_code": 2,
     }
-    for usage in (["--json", "--limit=0"], ["--parallel=x", "--json"], ["--parallel=3", "--json"]):
+    for usage in (["--json", "--page-size=0"], ["--parallel=x", "--json"], ["--parallel=3", "--json"]):
         misused = run_cli("sync", *usage, env=env)
         assert misused.returncode == 2
         assert json.loads(misused.stdout) == {

@@ -30,7 +30,7 @@ def program() -> str:
     return sys.argv[0] if os.path.basename(sys.argv[0]) == "archiver" else f"{sys.executable} -m archiver"
 
 
-@cli.command("demo")
+@cli.command("demo", short_help="Try archiver without keys, on a generated history.")
 @output_options
 @click.option("--db", "database", default="demo.db", show_default=True, help="A new SQLite file to create.")
 @click.option(
