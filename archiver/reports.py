@@ -312,21 +312,67 @@ def csv_line(values: Sequence[Any]) -> str:
 STREAMED = ("csv", "json", "markdown")  # the formats written row by row, in constant memory
 
 
-def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
+def render(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, max_width: int | None = None
+) -> str:
     """Rows as an aligned table, CSV, JSON (a list of objects) or a Markdown table.
 
-    CSV and JSON carry the values exactly as stored; table and markdown are for reading.
+    CSV and JSON carry the values exactly as stored; table and markdown are for reading. A table
+    wider than `max_width` terminal cells has its widest columns cut, each cut value ending in "…".
     """
     if fmt in STREAMED:
         return "".join(render_stream(columns, rows, fmt)).removesuffix("\n")
     header = [visible(c) for c in columns]
     text = [[cell(v) for v in row] for row in rows]
     widths = [max([width(c), *(width(r[i]) for r in text)]) for i, c in enumerate(header)]
+    if max_width is not None:
+        widths = fitted(widths, [width(c) for c in header], max_width)
     lines = [header, ["-" * w for w in widths], *text]
     return "\n".join(
-        "  ".join(c + " " * (w - width(c)) for c, w in zip(line, widths, strict=True)).rstrip()
-        for line in lines
+        "  ".join(pad(c, w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
     )
+
+
+def fitted(widths: list[int], headers: list[int], max_width: int) -> list[int]:
+    """Column widths that fit `max_width` (with two cells between columns): columns up to some
+    width keep theirs and the wider ones are cut to it, not below their header's width (or 6
+    cells) while that fits, else not below 4 cells; what cannot fit even then is left at that."""
+    room = max_width - 2 * (len(widths) - 1)
+    if sum(widths) <= room:
+        return widths
+    floors = [min(w, max(h, 6)) for w, h in zip(widths, headers, strict=True)]
+    if sum(floors) > room:
+        floors = [min(w, 4) for w in widths]
+
+    def capped(cap: int) -> list[int]:
+        return [max(f, min(w, cap)) for w, f in zip(widths, floors, strict=True)]
+
+    low, high = 0, max(widths)  # the widest cap that fits
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if sum(capped(mid)) <= room else (low, mid - 1)
+    out = capped(low)
+    for i in sorted(range(len(out)), key=lambda i: -widths[i]):  # cells left over: to the cut ones
+        if sum(out) < room and out[i] < widths[i]:
+            out[i] += 1
+    return out
+
+
+def pad(text: str, cells: int) -> str:
+    """`text` in exactly `cells` terminal cells: padded with spaces, or cut and ended with "…"."""
+    have = width(text)
+    if have <= cells:
+        return text + " " * (cells - have)
+    import wcwidth
+
+    out, used = [], 0
+    for char in text:
+        w = max(wcwidth.wcwidth(char), 0)
+        if used + w > cells - 1:
+            break
+        out.append(char)
+        used += w
+    return "".join(out) + "…" + " " * (cells - 1 - used)
 
 
 def render_stream(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str) -> Iterator[str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from archiver import Archive, reports
 from archiver.cli import cli
 from archiver.sync import sync
 from tests.conftest import cli_env, run_cli
@@ -193,3 +194,59 @@ def test_status_during_a_sync_names_it_with_its_pid_start_and_jobs_so_far(
         assert rest == [], text.stdout  # no "coverage: a run was cut off": the gaps are this run's
     after = run_cli("status", env=env)
     assert (after.returncode, len(after.stdout.splitlines())) == (0, 1)
+
+
+PEAK = (
+    "import resource, runpy, sys\n"
+    "sys.argv = ['archiver', *sys.argv[1:]]\n"
+    "try:\n"
+    "    runpy.run_module('archiver', run_name='__main__')\n"
+    "finally:\n"
+    "    print('peak', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+)
+
+
+def peak_kb(*args: str, env: dict[str, str]) -> int:
+    """The peak resident memory of an archiver command, in kB, its stdout thrown away."""
+    argv = [sys.executable, "-c", PEAK, *args]
+    done = subprocess.run(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return int(done.stderr.split("peak ")[-1])
+
+
+def test_query_exports_stream_in_constant_memory(db_url: str) -> None:
+    """300,000 rows of 300 characters (90 MB of text) cost no more memory than one row."""
+    env = cli_env("http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=db_url)
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    if db_url.startswith("postgresql"):
+        rows = "SELECT i, repeat('x', 300) AS filler FROM generate_series(1, {n}) AS i"
+    else:
+        rows = (
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) "
+            "SELECT i, printf('%.300c', 'x') AS filler FROM n"
+        )
+    for fmt in ("csv", "json", "markdown"):
+        one = peak_kb("query", rows.format(n=1), "--format", fmt, env=env)
+        many = peak_kb("query", rows.format(n=300_000), "--format", fmt, env=env)
+        assert many - one < 20_000, (fmt, one, many)
+
+
+def test_streamed_exports_are_exactly_what_render_writes(engine: sa.Engine, fake: FakeApi) -> None:
+    fake.jobs = make_jobs(40, seed=5)  # control characters, quotes, emoji, CJK, NUL in the text
+    sync(api_for(fake), engine)
+    url = engine.url.render_as_string(False)
+    env = cli_env("http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=url)
+    sql = "SELECT * FROM job_summary ORDER BY id"
+    with Archive(url) as archive:
+        columns, rows = archive.query_table(sql)
+    for fmt in ("csv", "json", "markdown"):
+        result = subprocess.run(
+            [sys.executable, "-m", "archiver", "query", sql, "--format", fmt],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.decode() == reports.render(columns, rows, fmt) + "\n", fmt

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from archiver.cli.main import cli, note, output_options
+from archiver.cli.read import terminal_width
 from archiver.cli.sync import summary
 from archiver.errors import ConfigError
 
@@ -65,5 +66,5 @@ def demo_command(database: str, jobs: int, seed: int) -> None:
             finish_job(job, rng.choice(["succeeded", "succeeded", "failed"]))
         note(summary(archive.sync(route), database))
         columns, rows = archive.report_table("status_overview")
-    click.echo(reports.render(columns, rows, "table"))
+    click.echo(reports.render(columns, rows, "table", terminal_width()))
     note(NEXT_STEPS.format(db=database, prog=program()))

@@ -1,6 +1,7 @@
 """Commands that read the archive (runs, status, report, query, tables) and manage its schema (db)."""
 
 import os
+import shutil
 import sys
 from typing import Any
 
@@ -17,7 +18,15 @@ def render(columns: list[str], rows: list[tuple[Any, ...]], fmt: str, title: str
         return render_table(title, columns, rows)
     from archiver import reports
 
-    return reports.render(columns, rows, fmt)
+    return reports.render(columns, rows, fmt, terminal_width() if fmt == "table" else None)
+
+
+def terminal_width() -> int | None:
+    """The terminal's width when stdout is one (a table is cut to fit it); None for a pipe or a file,
+    which get every value whole."""
+    if not sys.stdout.isatty():
+        return None
+    return shutil.get_terminal_size().columns
 
 
 @cli.group("db", short_help="Upgrade the archive's schema, or print its revision.")
