@@ -61,7 +61,7 @@ COLUMNS = {
     "integrations": ["job_id", "position"],
 }
 DAY = 86400
-README = Path(__file__).parent.parent / "README.md"
+README = Path(__file__).parent.parent / "docs" / "providers.md"  # the provider matrix and configs
 
 
 # -- the expectation: what the archive must hold for jobs the gateway served --
