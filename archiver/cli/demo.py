@@ -3,7 +3,6 @@
 import os
 import random
 import shutil
-import sqlite3
 import sys
 import threading
 import time
@@ -139,6 +138,8 @@ def replace_earlier_demo(path: Path) -> None:
 
 def is_demo_archive(path: Path) -> bool:
     """An archive whose every sync read the demo's fake API on 127.0.0.1."""
+    import sqlite3
+
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
