@@ -4,12 +4,13 @@ import math
 import os
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
@@ -31,6 +32,7 @@ class Health:
     lines: list[str]  # the verdict and why, then the last success: what `archiver status` prints
     last_success: dict[str, Any] | None  # the newest succeeded run (its sync_runs row)
     coverage: list[str]  # open gaps: what the next sync will walk, or what this route cannot reach
+    running: dict[str, Any] | None = None  # the sync running now: run_id, pid, started_at, jobs_seen
 
     @property
     def ok(self) -> bool:
@@ -46,14 +48,16 @@ class Archive:
             archive read-only, so a user who may only read it can use every read method.
 
     Raises:
-        ConfigError: the URL is neither a SQLite path nor a SQLite or PostgreSQL URL, or the path
-            is a directory.
+        ConfigError: the URL is neither a SQLite path nor a SQLite or PostgreSQL URL, the path
+            is a directory, or the SQLite database would be in memory (it would keep nothing).
 
     Use it as a context manager, or call `close()`, to release the database connections.
     """
 
     def __init__(self, database: str | URL = "archive.db") -> None:
         self.url = db.parse_url(database) if isinstance(database, str) else database
+        if self.url.get_backend_name() == "sqlite":
+            db.ensure_sqlite_file(db.show_url(self.url), self.url)
         path = db.sqlite_path(self.url) if self.url.get_backend_name() == "sqlite" else None
         if path and os.path.isdir(path):
             raise ConfigError(f"{path} is a directory, not an archive: give --db a file path or a URL")
@@ -108,7 +112,7 @@ class Archive:
         route: Portkey,
         *,
         full: bool = False,
-        limit: int = 100,
+        page_size: int = 100,
         parallel: int = 4,
         migrate: bool = True,
         timeout: float = 30.0,
@@ -118,6 +122,7 @@ class Archive:
         max_time: float | None = None,
         on_page: Callable[[SyncResult], None] | None = None,
         on_migrate: Callable[[str], None] | None = None,
+        limit: int | None = None,
     ) -> SyncResult:
         """Copy new and changed jobs (all of them with `full`) into the archive.
 
@@ -127,7 +132,7 @@ class Archive:
         Args:
             route: where and how to reach the gateway (`Portkey.from_env()` or `Portkey(...)`).
             full: walk the whole history instead of stopping at known jobs.
-            limit: jobs per page to ask for.
+            page_size: jobs per request to ask for (every job is synced, whatever it is).
             parallel: with `full`, how many parts of an archived history to fetch at once (1: one
                 walk from the head). Writing stays one page at a time in one thread.
             migrate: bring an older schema to the current one; False refuses it instead.
@@ -135,6 +140,7 @@ class Archive:
                 (seconds; see the README's "Faults" section). `max_time` bounds the whole run.
             on_page: called with the running totals after each page (a progress display).
             on_migrate: called with the old revision, before the walk, if the schema was migrated.
+            limit: the old name of `page_size` (a DeprecationWarning); it never capped the jobs synced.
 
         Returns:
             the run's SyncResult (counters, `run_id`, `partial` coverage, `migrated_from`).
@@ -146,8 +152,11 @@ class Archive:
             DatabaseError: the archive is locked, full, read-only or unreachable.
             TryLater: another sync holds the lock, or the API asked to wait too long.
         """
+        if limit is not None:
+            warnings.warn("Archive.sync(limit=) is now page_size=", DeprecationWarning, stacklevel=2)
+            page_size = limit
         for name, value, low, high in (
-            ("limit", limit, 1, 10_000),
+            ("page_size", page_size, 1, 10_000),
             ("parallel", parallel, 1, 32),
             ("max_retries", max_retries, 0, 20),
         ):
@@ -181,7 +190,7 @@ class Archive:
                     api,
                     engine,
                     full=full,
-                    limit=limit,
+                    limit=page_size,
                     parallel=parallel,
                     provider=route.provider_name,
                     on_page=on_page,
@@ -208,7 +217,12 @@ class Archive:
         tuples) in the report's order."""
         values = reports.resolve(name, {k: str(v) for k, v in params.items() if v is not None})
         with self._read() as conn:
-            return reports.run_report(conn, name, values)
+            columns, rows = reports.run_report(conn, name, values)
+            if not rows and "job_id" in values and not reports.job_exists(conn, values["job_id"]):
+                raise ConfigError(
+                    f"no job {values['job_id']!r} in the archive (archiver query can search it)"
+                )
+        return columns, rows
 
     def report(self, name: str, **params: Any) -> Rows:
         """Run the named report from sql/ (`reports.names()` lists them) and return its rows.
@@ -219,26 +233,67 @@ class Archive:
                 says otherwise), until=..., job_id=...; each has a default unless it is required.
 
         Raises:
-            ConfigError: an unknown report, a missing or malformed parameter, or no archive yet.
+            ConfigError: an unknown report, a missing or malformed parameter, `since` not before
+                `until`, a `job_id` the archive does not hold, or no archive yet.
             DatabaseError: the archive cannot be read.
         """
         columns, rows = self.report_table(name, **params)
         return [dict(zip(columns, row, strict=True)) for row in rows]
 
-    def query_table(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Like `query` (same `sql`, same errors raised), as (column names, row tuples)."""
+    def query_table(
+        self, sql: str, params: dict[str, Any] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Like `query` (same `sql` and `params`, same errors raised), as (column names, row tuples)."""
+        with self.query_rows(sql, params) as (columns, rows):
+            return columns, list(rows)
+
+    @contextmanager
+    def query_rows(
+        self, sql: str, params: dict[str, Any] | None = None
+    ) -> Iterator[tuple[list[str], Iterator[tuple[Any, ...]]]]:
+        """Like `query_table` (same `sql` and `params`, same errors raised), with the rows as an
+        iterator read from the database as it is consumed (an export of any size in little
+        memory), valid inside the `with` block."""
         if not sql.strip():
             raise ConfigError("give one SQL statement")
-        with self._database_errors(), self.engine().connect() as conn:
-            return reports.run_query(conn, sql)
+        with (
+            self._database_errors(),
+            self.engine().connect() as conn,
+            reports.stream_query(conn, sql, params) as (columns, rows),
+        ):
+            yield columns, rows
 
-    def query(self, sql: str) -> Rows:
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> Rows:
         """Run one read-only SQL statement `sql`; a statement that would write fails, changing nothing.
 
-        Raises ConfigError for an empty, failing or writing statement, DatabaseError if the
-        archive cannot be read."""
-        columns, rows = self.query_table(sql)
+        Args:
+            sql: one statement; `:name` marks a bound parameter.
+            params: the values of its parameters by name, e.g. {"model": "gpt-4o-mini"}.
+
+        Raises ConfigError for an empty, failing or writing statement or a missing parameter,
+        DatabaseError if the archive cannot be read."""
+        columns, rows = self.query_table(sql, params)
         return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    def tables_table(self) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Like `tables` (same errors raised), as (column names, row tuples)."""
+        return ["name", "kind", "columns"], [tuple(t.values()) for t in self.tables()]
+
+    def tables(self) -> Rows:
+        """The archive's tables, then its views, each with its columns in order: what to query.
+
+        Raises ConfigError if there is no archive yet, DatabaseError if it cannot be read."""
+
+        def listing(conn: Connection) -> Rows:
+            schema = inspect(conn)
+            out = []
+            for kind, found in (("table", schema.get_table_names()), ("view", schema.get_view_names())):
+                for name in sorted(n for n in found if n != "alembic_version"):
+                    columns = ", ".join(c["name"] for c in schema.get_columns(name))
+                    out.append({"name": name, "kind": kind, "columns": columns})
+            return out
+
+        return self.read(listing)
 
     def last_run(self) -> dict[str, Any] | None:
         """The newest sync_runs row, whatever its outcome (None before the first sync).
@@ -267,11 +322,34 @@ class Archive:
                 last = reports.last_run(conn) if synced else None
                 ok = reports.last_run(conn, "succeeded") if synced else None
                 coverage = ledger.coverage(conn) if synced else []
-            killed = last is not None and last.status == "running" and not lock.sync_running(engine)
-        lines = verdict(last, ok, limit, time.time(), killed)
+            pid = lock.lock_holder(engine) if last is not None and last.status == "running" else None
+        now = time.time()
+        running = None
+        if pid is not None and last is not None:
+            running = {
+                "run_id": last.id,
+                "pid": pid,
+                "started_at": last.started_at,
+                "jobs_seen": last.jobs_seen,
+            }
+            # the gaps are the running sync's work in progress, not what a cut-off run left behind
+            coverage = [line for line in coverage if line.startswith("coverage: partial")]
+        killed = last is not None and last.status == "running" and pid is None
+        lines = verdict(last, ok, limit, now, killed)
         if coverage and lines[0].startswith("OK"):  # the archive knows it is incomplete
             lines[0] = "PARTIAL" + lines[0][2:] + "; the archive is incomplete, as said below"
-        return Health(lines[0].split(":")[0], lines, ok._asdict() if ok else None, coverage)
+        if running:
+            lines.insert(1, running_line(running, last.mode if last is not None else "", now))
+        return Health(lines[0].split(":")[0], lines, ok._asdict() if ok else None, coverage, running)
+
+
+def running_line(running: dict[str, Any], mode: str, now: float) -> str:
+    """What `archiver status` says of the sync running now."""
+    return (
+        f"a sync is running: run {running['run_id']} ({mode}), pid {running['pid']}, since "
+        f"{reports.utc(running['started_at'])} ({human(now - running['started_at'])} ago), "
+        f"{running['jobs_seen'] or 0:,} jobs so far"
+    )
 
 
 def verdict(last: Any, ok: Any, max_age: float | None, now: float, killed: bool = False) -> list[str]:

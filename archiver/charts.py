@@ -60,7 +60,8 @@ SELECT count(*),
        CAST(coalesce(sum(trained_tokens), 0) AS BIGINT),
        count(vanished_at)
 FROM jobs""",
-    "last_run": "SELECT started_utc, status FROM sync_run_summary ORDER BY id DESC LIMIT 1",
+    "last_run": "SELECT started_utc, status, error FROM sync_run_summary ORDER BY id DESC LIMIT 1",
+    "succeeded_runs": "SELECT count(*) FROM sync_runs WHERE status = 'succeeded'",
     "sync_per_day": f"""
 SELECT {DAY} AS day, status, count(*) AS runs, CAST(coalesce(sum(requests), 0) AS BIGINT) AS requests
 FROM sync_run_summary WHERE started_utc IS NOT NULL
@@ -89,7 +90,9 @@ COLORS = {
     "listed": "#6baed6",
     "vanished": "#ff7f0e",
 }
-PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#eeca3b", "#9d755d")
+# The base models' colours: none is, or is near, a colour of COLORS, so that a colour that means
+# "succeeded" (or "failed", "running", ...) in one chart never means a model in the next.
+PALETTE = ("#7b4173", "#e377c2", "#17becf", "#8c564b", "#3d3d8f", "#a6761d", "#c51b7d", "#2f4f4f")
 DAY_MS = 86_400_000  # a bar's width on a date axis is in milliseconds
 
 

@@ -15,6 +15,7 @@ from urllib.parse import quote
 import httpx
 
 from archiver.errors import ApiError, AuthError, ConfigError, OutOfTime, TryLater
+from archiver.log import redact_values
 from archiver.streams import ahead
 
 log = logging.getLogger(__name__)
@@ -229,8 +230,14 @@ def attempt_json(api: Api, path: str, params: dict[str, Any]) -> tuple[dict[str,
         raise Retry(f"{where}: cannot connect to {url.host} ({reason(e)})") from None
     except (httpx.TransportError, httpx.DecodingError) as e:
         raise Retry(f"{where}: connection broke ({reason(e)})") from None
-    body = parse_response(response, where, api.settings.headers.values())
+    secrets = [v for k, v in api.settings.headers.items() if k.lower() in SECRET_HEADERS]
+    body = parse_response(response, where, secrets)
     return body, response.headers.get("x-portkey-provider")
+
+
+# The headers that hold secrets; the provider's name and a custom host are no secret, and blanking
+# them would garble an error message that names them.
+SECRET_HEADERS = {"x-portkey-api-key", "x-portkey-virtual-key", "x-portkey-config", "authorization"}
 
 
 def parse_response(r: httpx.Response, where: str, secrets: Iterable[str] = ()) -> dict[str, Any]:
@@ -284,8 +291,7 @@ def api_message(r: httpx.Response, secrets: Iterable[str]) -> str:
     if not isinstance(msg, str) or not msg.strip():
         provider = r.headers.get("x-portkey-provider")
         return f" from {provider} with no error message" if provider else ""
-    for secret in secrets:
-        msg = msg.replace(secret.removeprefix("Bearer "), "[redacted]")
+    msg = redact_values(msg, [secret.removeprefix("Bearer ") for secret in secrets])
     return ": " + " ".join(msg.split())[:300]
 
 

@@ -85,7 +85,11 @@ def summary(rows: dict[str, list[Any]], now: float) -> str:
     cells = "".join(f"<div><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>" for k, v in tiles)
     stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M UTC")
     title = "<h1>Fine-tuning job archive</h1>"
-    return f'<header>{title}<p>as of {stamp}</p><div class="tiles">{cells}</div></header>'
+    alert = ""
+    if last and last[1] != "succeeded":  # the failure's own words, where a person looks first
+        why = f": {last[2]}" if last[2] else ""
+        alert = f'<p class="alert">The last sync ({last[0]} UTC) {html.escape(last[1] + why)}</p>'
+    return f'<header>{title}<p>as of {stamp}</p>{alert}<div class="tiles">{cells}</div></header>'
 
 
 def in_flight_table(rows: dict[str, list[Any]], now: float) -> str:
@@ -100,6 +104,8 @@ def in_flight_table(rows: dict[str, list[Any]], now: float) -> str:
 
 
 def gaps_table(rows: dict[str, list[Any]]) -> str:
+    if not rows["gaps"] and not rows["succeeded_runs"][0][0]:
+        return "<p>No sync has succeeded yet: the job listing has not been walked to its end.</p>"
     if not rows["gaps"]:
         return "<p>No open gaps: every part of the job listing has been walked.</p>"
     body = [
@@ -166,6 +172,12 @@ var drawn = Array.prototype.map.call(document.querySelectorAll("div.chart"), fun
   return Plotly.newPlot(div, spec.data, spec.layout, {displaylogo: false, responsive: true});
 });
 Promise.all(drawn).then(function () {
+  // a table cut off by its card is an error too: a person would not see all of it
+  Array.prototype.forEach.call(document.querySelectorAll("section .side"), function (side) {
+    if (side.scrollWidth > side.clientWidth + 1) {
+      archiverError("clipped: the table of " + side.closest("section").dataset.chart);
+    }
+  });
   document.documentElement.dataset.rendered = window.archiverErrors.length ? "errors" : "ok";
 }, archiverError);
 """
@@ -180,9 +192,9 @@ h2 { font-size: 16px; margin: 8px 0; }
 table { border-collapse: collapse; margin: 8px 0; font-size: 13px; }
 th, td { border-bottom: 1px solid #eee; padding: 3px 8px; text-align: left; vertical-align: top; }
 td { white-space: pre-wrap; } .empty { color: #888; }
-.wide { grid-column: 1 / -1; } .wide .body { display: flex; flex-wrap: wrap; gap: 16px; }
-.wide .plot { flex: 1 1 560px; } .wide .side { flex: 1 1 480px; max-height: 420px; overflow: auto; }
-.wide td { white-space: nowrap; }
+.wide { grid-column: 1 / -1; } .wide .side { max-height: 420px; overflow-y: auto; }
+.wide table { width: 100%; } .wide td { overflow-wrap: anywhere; }
+.alert { background: #fdecea; border: 1px solid #d62728; border-radius: 6px; padding: 8px 14px; }
 """
 
 

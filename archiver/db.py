@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import re
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,14 +51,38 @@ def to_json(value: Any) -> str:
 def parse_url(value: str) -> URL:
     """A SQLAlchemy URL, or a plain path meaning a SQLite file; `postgresql://` uses psycopg 3."""
     if "://" not in value:
+        if value in ("", ":memory:"):
+            raise ConfigError(f"{value!r} is not a file: give a file path such as archive.db")
         return URL.create("sqlite", database=value)
     try:
         url = make_url(value)
-    except sa.exc.ArgumentError as e:
-        raise ConfigError(f"not a database URL or file path: {value!r}") from e
+    except (sa.exc.ArgumentError, ValueError):
+        raise ConfigError(f"not a database URL or file path: {masked(value)!r}") from None
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
+    if url.get_backend_name() == "sqlite":
+        ensure_sqlite_file(masked(value), url)
     return url
+
+
+def masked(value: str) -> str:
+    """A URL as typed, with any password in it shown as ***."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", value)
+
+
+def ensure_sqlite_file(value: str, url: URL) -> None:
+    """Refuse `sqlite://demo.db` (two slashes: demo.db would be a host) and in-memory databases,
+    which would sync "successfully" and keep nothing."""
+    if url.host or url.port:
+        name = (url.host or "") + ("/" + url.database if url.database else "")
+        raise ConfigError(
+            f"{value!r} names a host, not a file: a SQLite URL has three slashes "
+            f"(sqlite:///{name}) or four for an absolute path, or give the plain path {name}"
+        )
+    if sqlite_path(url) is None or url.query.get("mode") == "memory":
+        raise ConfigError(
+            f"{value!r} is an in-memory database, which keeps nothing: give a file path such as archive.db"
+        )
 
 
 def show_url(url: URL) -> str:
@@ -77,7 +102,10 @@ def make_engine(url: URL, *, read_only: bool = False) -> Engine:
         try:
             return sa.create_engine(url, hide_parameters=True, json_serializer=to_json, connect_args=args)
         except ImportError as e:
-            raise ConfigError(f"PostgreSQL needs psycopg 3: pip install 'archiver[postgres]' ({e})") from None
+            raise ConfigError(
+                "PostgreSQL needs psycopg 3: pip install '.[postgres]' in archiver's source tree, "
+                f"or pip install 'psycopg[binary]' ({e})"
+            ) from None
     if backend != "sqlite":
         raise ConfigError(f"archiver stores into SQLite or PostgreSQL, not {backend}")
     path = sqlite_path(url)

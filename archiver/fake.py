@@ -216,9 +216,10 @@ class Server(ThreadingHTTPServer):
 
 
 @contextmanager
-def serve(fake: FakeApi, tls: ssl.SSLContext | None = None) -> Iterator[str]:
-    """Serve the fake on 127.0.0.1 in a thread; yields the base URL (ending in /v1)."""
-    server = Server(("127.0.0.1", 0), Handler)
+def serve(fake: FakeApi, tls: ssl.SSLContext | None = None, port: int = 0) -> Iterator[str]:
+    """Serve the fake on 127.0.0.1 (`port`, or any free one) in a thread; yields the base URL
+    (ending in /v1)."""
+    server = Server(("127.0.0.1", port), Handler)
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True

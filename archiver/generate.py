@@ -20,6 +20,29 @@ IN_FLIGHT = ("validating_files", "queued", "running")
 PLAIN = ["nightly", "support-bot", "eval-v2", "summarizer", "triage", "sql-helper", "classifier"]
 MODELS = ["gpt-4o-mini-2024-07-18", "gpt-4.1-nano-2025-04-14", "gpt-3.5-turbo-0125"]
 DEMO_MODELS = ["gpt-4o-mini-2024-07-18", "llama-v3p1-8b-instruct", "gemini-1.5-flash-002"]
+# In the demo each base model trains at its own pace (a bigger model or a busier queue takes longer),
+# and a job that fails or is cancelled stops part of the way through.
+PACE = {"gpt-4o-mini-2024-07-18": 1.0, "llama-v3p1-8b-instruct": 2.6, "gemini-1.5-flash-002": 0.55}
+STOPPED_EARLY = {"failed": 0.3, "cancelled": 0.5}
+# The demo's failures, as providers word them, by error code.
+FAILURES = {
+    "invalid_training_file": [
+        "Invalid file format: line 214 of the training file is not valid JSON.",
+        "Training file has 3 examples longer than the model's 65,536-token context.",
+        "Training file has 7 examples, but at least 10 are required.",
+        "Each example must hold a 'messages' list; line 88 has none.",
+    ],
+    "server_error": [
+        "The job failed due to an internal error. Please try again.",
+        "Training was interrupted by a hardware failure; no checkpoint was saved.",
+        "Fine-tuning quota exceeded for this organization; retry after the quota resets.",
+    ],
+}
+
+
+def demo_duration(model: str, status: str, base: int) -> int:
+    """Seconds from creation to the end of a demo job: `base` at the model's pace, shorter if it stopped."""
+    return int(base * PACE.get(model, 1.0) * STOPPED_EARLY.get(status, 1.0))
 
 
 def make_job(
@@ -92,17 +115,18 @@ def make_job(
         job["shared_with_openai"] = False
         job["usage_metrics"] = None
     if status in ("succeeded", "failed", "cancelled"):
-        job["finished_at"] = created + 900 + rng.randrange(3000)
+        base = 900 + rng.randrange(3000)
+        job["finished_at"] = created + (demo_duration(model, status, base * 3) if plain else base)
     if status == "succeeded":
         job["fine_tuned_model"] = f"ft:{model}:org-fake::{i:06d}"
         job["trained_tokens"] = rng.randrange(10_000, 5_000_000)
         job["result_files"] = [f"file-result{i}-{k}" for k in range(rng.randrange(1, 3))]
     if status == "failed":
-        job["error"] = {
-            "code": rng.choice(["invalid_training_file", "server_error"]),
-            "message": rng.choice(["Training file has 3 bad lines", texts[i % len(texts)]]),
-            "param": rng.choice([None, "training_file"]),
-        }
+        code = rng.choice(["invalid_training_file", "server_error"])
+        message = rng.choice(["Training file has 3 bad lines", texts[i % len(texts)]])
+        if plain:  # the same draws as the tests' histories, and words a provider would use
+            message = FAILURES[code][i % len(FAILURES[code])]
+        job["error"] = {"code": code, "message": message, "param": rng.choice([None, "training_file"])}
     return job
 
 
@@ -123,9 +147,12 @@ def add_new_jobs(jobs: list[dict[str, Any]], n: int, rng: random.Random, plain: 
         jobs.insert(k, job)
 
 
-def finish_job(job: dict[str, Any], status: str = "succeeded") -> None:
-    """Move an in-flight job to a terminal status, filling in what the API fills in."""
-    job.update(status=status, finished_at=job["created_at"] + 1200, estimated_finish=None)
+def finish_job(
+    job: dict[str, Any], status: str = "succeeded", seconds: int = 1200, message: str = "The job failed"
+) -> None:
+    """Move an in-flight job to a terminal status `seconds` after its creation, filling in what the
+    API fills in (a failure's `message`)."""
+    job.update(status=status, finished_at=job["created_at"] + seconds, estimated_finish=None)
     if status == "succeeded":
         job.update(
             fine_tuned_model=f"ft:{job['model']}:org-fake::{job['id'][-6:]}",
@@ -133,4 +160,4 @@ def finish_job(job: dict[str, Any], status: str = "succeeded") -> None:
             result_files=[f"file-result-{job['id'][-6:]}"],
         )
     elif status == "failed":
-        job["error"] = {"code": "server_error", "message": "The job failed", "param": None}
+        job["error"] = {"code": "server_error", "message": message, "param": None}

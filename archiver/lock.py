@@ -89,26 +89,35 @@ def advisory_lock(engine: Engine) -> Iterator[None]:
 
 def sync_running(engine: Engine) -> bool:
     """Whether some process holds the run lock now (without taking it)."""
+    return lock_holder(engine) is not None
+
+
+def lock_holder(engine: Engine) -> str | None:
+    """The pid of the process that holds the run lock now ("?" if it cannot be told), else None."""
     if engine.dialect.name != "sqlite":
         query = sa.text(
-            "SELECT count(*) FROM pg_locks "
-            "WHERE locktype = 'advisory' AND classid = :a AND objid = :b AND granted"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            "SELECT a.application_name FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.classid = :a AND l.objid = :b AND l.granted"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         )
         with engine.connect() as conn:
-            return bool(conn.execute(query, LOCK_KEY).scalar())
+            row = conn.execute(query, LOCK_KEY).first()
+        if row is None:
+            return None
+        return row[0].rpartition("pid=")[2] if row[0] and "pid=" in row[0] else "?"
     path = sqlite_path(engine.url)
     try:
         fd = os.open(path + ".lock", os.O_RDONLY) if path else None
     except OSError:
-        return False  # no lock file: no sync ever ran here
+        return None  # no lock file: no sync ever ran here
     if fd is None:
-        return False
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
+        return None
     except BlockingIOError:
-        return True
+        holder = holder_line(fd)
+        return holder[0] if holder else "?"
     finally:
         os.close(fd)
 

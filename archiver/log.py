@@ -4,10 +4,21 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 STAMP = "%Y-%m-%dT%H:%M:%SZ "
 BEARER = re.compile(r"(?i)bearer\s+\S+")
+
+
+def redact_values(text: str, secrets: Iterable[str]) -> str:
+    """`text` with each secret replaced by [redacted]: one of 8 characters or more wherever it
+    occurs, a shorter one only as a whole token ("x" must not garble "x-portkey-api-key")."""
+    for secret in secrets:
+        if len(secret) >= 8:
+            text = text.replace(secret, "[redacted]")
+        elif secret:
+            text = re.sub(rf"(?<![\w-]){re.escape(secret)}(?![\w-])", "[redacted]", text)
+    return text
 
 
 class RedactSecrets(logging.Filter):
@@ -19,12 +30,7 @@ class RedactSecrets(logging.Filter):
         self.secrets: set[str] = set()
 
     def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            if len(secret) >= 8:
-                text = text.replace(secret, "[redacted]")
-            elif secret:  # a short one only as a whole token: "e" must not garble every word
-                text = re.sub(rf"(?<![\w-]){re.escape(secret)}(?![\w-])", "[redacted]", text)
-        return BEARER.sub("Bearer [redacted]", text)
+        return BEARER.sub("Bearer [redacted]", redact_values(text, self.secrets))
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg, record.args = self(record.getMessage()), None

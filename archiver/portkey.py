@@ -24,6 +24,7 @@ VARIABLES = {
 }
 ALIASES = {"PORTKEY_PROVIDER_VIRTUAL_KEY": "virtual_key"}  # the name in Portkey's own examples
 SECRETS = ("api_key", "virtual_key", "provider_api_key", "config")
+PLACEHOLDER = "replace-me"  # portkey.env.example's values: pk-replace-me, vk-replace-me, ...
 
 
 @dataclass(frozen=True, repr=False)
@@ -46,8 +47,8 @@ class Portkey:
     of handlers it is added to (the command line adds it to its own).
 
     Raises:
-        ConfigError: a required setting is missing, a value cannot go into an HTTP header, or
-            base_url is not an http(s) URL without credentials.
+        ConfigError: a required setting is missing or still holds portkey.env.example's placeholder,
+            a value cannot go into an HTTP header, or base_url is not an http(s) URL without credentials.
     """
 
     api_key: str | None = None
@@ -68,6 +69,14 @@ class Portkey:
             value = getattr(self, name)
             if value is not None and (not value.isprintable() or not value.isascii()):
                 raise ConfigError(f"{var} holds characters that cannot go into an HTTP header")
+        placeholders = [
+            var for name, (var, _) in VARIABLES.items() if PLACEHOLDER in (getattr(self, name) or "")
+        ]
+        if placeholders:
+            raise ConfigError(
+                f"{' and '.join(placeholders)} still {'holds' if len(placeholders) == 1 else 'hold'} the "
+                f"placeholder of portkey.env.example ({PLACEHOLDER}): put your own values in portkey.env"
+            )
         hosted = (urlsplit(self.base_url).hostname or "").endswith("portkey.ai")
         missing = ["PORTKEY_API_KEY"] if hosted and not self.api_key else []
         if not (self.virtual_key or self.provider or self.config):

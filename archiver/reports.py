@@ -2,12 +2,14 @@
 
 import csv
 import io
+import itertools
 import json
 import math
 import re
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -17,7 +19,7 @@ from sqlalchemy import Connection, Row, select, text
 
 from archiver.db import resource_path
 from archiver.errors import ConfigError
-from archiver.models import sync_runs
+from archiver.models import jobs, sync_runs
 
 Table = tuple[list[str], list[tuple[Any, ...]]]
 BIND = re.compile(r"(?<![:\w]):(\w+)")
@@ -121,6 +123,11 @@ def resolve(name: str, given: dict[str, str], now: float | None = None) -> dict[
         if value is None:
             raise ConfigError(f"report {name} needs --param {p.name}=...: {p.help}")
         values[p.name] = convert(p, value, now)
+    if "since" in values and "until" in values and values["since"] >= values["until"]:
+        raise ConfigError(
+            f"report {name}: since ({given.get('since', 'all time')}) is not before until "
+            f"({given.get('until', 'all time')}): no job could match"
+        )
     return values
 
 
@@ -141,24 +148,49 @@ def run_report(conn: Connection, name: str, params: dict[str, Any] | None = None
     return list(result.keys()), [tuple(row) for row in result]
 
 
-def run_query(conn: Connection, sql: str) -> Table:
+def run_query(conn: Connection, sql: str, params: dict[str, Any] | None = None) -> Table:
+    """One ad-hoc statement, read-only (see stream_query), its rows in a list."""
+    with stream_query(conn, sql, params) as (columns, rows):
+        return columns, list(rows)
+
+
+@contextmanager
+def stream_query(
+    conn: Connection, sql: str, params: dict[str, Any] | None = None
+) -> Iterator[tuple[list[str], Iterator[tuple[Any, ...]]]]:
     """One ad-hoc statement in a transaction that stays read-only: a write fails and changes nothing.
+    The rows come from the database as they are consumed, inside the `with` block. `:name` in the
+    SQL binds `params[name]`.
 
     SQLite: the driver refuses a second statement; an authorizer refuses ATTACH, DETACH and
     PRAGMA assignments (which would create files or change settings) on top of `query_only`.
-    PostgreSQL: the extended protocol (prepare=True) refuses a second statement; the transaction is
-    made read-only and has taken its snapshot first, so `SET TRANSACTION READ WRITE` cannot undo it.
+    PostgreSQL: the extended protocol refuses a second statement; the transaction is made read-only
+    and has taken its snapshot first, so `SET TRANSACTION READ WRITE` cannot undo it.
     """
     if not conn.in_transaction():
         conn.begin()  # never committed: closing the connection rolls back
     dbapi = conn.connection.driver_connection
     try:
         if conn.dialect.name == "sqlite":
-            return sqlite_query(dbapi, sql)
-        return postgresql_query(dbapi, sql)
+            with sqlite_query(dbapi, sql, params) as table:
+                yield table
+        else:
+            with postgresql_query(dbapi, pyformat(conn, sql, params), params) as table:
+                yield table
     except conn.dialect.loaded_dbapi.Error as e:
         lines = str(e).strip().splitlines() or [type(e).__name__]
         raise ConfigError(f"query failed: {lines[0]}") from None
+
+
+def pyformat(conn: Connection, sql: str, params: dict[str, Any] | None) -> str:
+    """`:name` binds as psycopg writes them (`%(name)s`, a literal % doubled); as is without params."""
+    if params is None:
+        return sql  # without parameters psycopg sends the text as it is: % stays literal
+    compiled = text(sql).compile(dialect=conn.dialect)
+    missing = sorted(set(compiled.params) - params.keys())
+    if missing:
+        raise ConfigError("query needs " + " ".join(f"--param {m}=..." for m in missing))
+    return str(compiled)
 
 
 # Reading pragmas that take a table or index name as their argument; any other PRAGMA with a value sets it.
@@ -167,7 +199,10 @@ READ_PRAGMAS |= {"foreign_key_list", "foreign_key_check", "integrity_check", "qu
 SQLITE_READS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
 
 
-def sqlite_query(dbapi: Any, sql: str) -> Table:
+@contextmanager
+def sqlite_query(
+    dbapi: Any, sql: str, params: dict[str, Any] | None
+) -> Iterator[tuple[list[str], Iterator[tuple[Any, ...]]]]:
     refused: list[str] = []
 
     def authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
@@ -180,14 +215,22 @@ def sqlite_query(dbapi: Any, sql: str) -> Table:
         )
         return sqlite3.SQLITE_DENY
 
-    dbapi.set_authorizer(authorize)
+    dbapi.set_authorizer(authorize)  # until the rows are read: SQLite may prepare the statement again
     try:
-        cursor = dbapi.execute(sql)
-        return table(cursor)
-    except sqlite3.DatabaseError:
-        if refused:
-            raise ConfigError(f"query failed: {refused[0]} is not allowed in a read-only query") from None
-        raise
+        try:
+            cursor = dbapi.execute(sql, params or ())
+        except sqlite3.DatabaseError as e:
+            if refused:
+                raise ConfigError(f"query failed: {refused[0]} is not allowed in a read-only query") from None
+            if "binding" in str(e):
+                raise ConfigError(
+                    f"query failed: {e} (give each :name a value: --param name=VALUE)"
+                ) from None
+            raise
+        if cursor.description is None:
+            yield [], iter(())
+        else:
+            yield [d[0] for d in cursor.description], iter(cursor)
     finally:
         dbapi.set_authorizer(None)
 
@@ -198,24 +241,27 @@ SQLITE_ACTIONS = {sqlite3.SQLITE_ATTACH: "ATTACH", sqlite3.SQLITE_DETACH: "DETAC
 PG_READ_ONLY = "current_setting('transaction_read_only'), current_setting('default_transaction_read_only')"
 
 
-def postgresql_query(dbapi: Any, sql: str) -> Table:
+@contextmanager
+def postgresql_query(
+    dbapi: Any, sql: str, params: dict[str, Any] | None
+) -> Iterator[tuple[list[str], Iterator[tuple[Any, ...]]]]:
     with dbapi.cursor() as cursor:
         # set_config(..., true) is SET TRANSACTION READ ONLY, and being a query it takes the snapshot,
         # after which PostgreSQL refuses to make the transaction read-write again.
         cursor.execute(f"SELECT set_config('transaction_read_only', 'on', true), {PG_READ_ONLY}")
         before = cursor.fetchone()
-        cursor.execute(sql, prepare=True)  # one statement; without parameters, % stays literal
-        out = table(cursor)
-        cursor.execute(f"SELECT 'on', {PG_READ_ONLY}")
-        if cursor.fetchone() != before:
-            raise ConfigError("query failed: the statement changed the read-only settings")
-        return out
-
-
-def table(cursor: Any) -> Table:
-    if cursor.description is None:
-        return [], []
-    return [d[0] for d in cursor.description], [tuple(row) for row in cursor.fetchall()]
+        rows = cursor.stream(sql, params)  # the extended protocol (one statement), row by row
+        first = next(rows, None)
+        if first is None and cursor.description is None:
+            # an empty stream tells no column names: ask again, all at once (there are no rows)
+            cursor.execute(sql, params, prepare=True)
+            rows = iter(cursor.fetchall())
+        columns = [d.name for d in cursor.description] if cursor.description else []
+        yield columns, itertools.chain([first] if first is not None else [], rows)
+        with dbapi.cursor() as check:
+            check.execute(f"SELECT 'on', {PG_READ_ONLY}")
+            if check.fetchone() != before:
+                raise ConfigError("query failed: the statement changed the read-only settings")
 
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -263,28 +309,94 @@ def csv_line(values: Sequence[Any]) -> str:
     return out.getvalue().removesuffix("\r\n")
 
 
-def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
+STREAMED = ("csv", "json", "markdown")  # the formats written row by row, in constant memory
+
+
+def render(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, max_width: int | None = None
+) -> str:
     """Rows as an aligned table, CSV, JSON (a list of objects) or a Markdown table.
 
-    CSV and JSON carry the values exactly as stored; table and markdown are for reading.
+    CSV and JSON carry the values exactly as stored; table and markdown are for reading. A table
+    wider than `max_width` terminal cells has its widest columns cut, each cut value ending in "…".
     """
-    if fmt == "json":
-        return json.dumps(
-            [dict(zip(columns, row, strict=True)) for row in rows], default=str, ensure_ascii=False
-        )
-    if fmt == "csv":
-        return "\n".join(csv_line(line) for line in [columns, *rows])
+    if fmt in STREAMED:
+        return "".join(render_stream(columns, rows, fmt)).removesuffix("\n")
     header = [visible(c) for c in columns]
     text = [[cell(v) for v in row] for row in rows]
-    if fmt == "markdown":
-        lines = [header, ["---"] * len(columns), *text]
-        return "\n".join("| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in lines)
     widths = [max([width(c), *(width(r[i]) for r in text)]) for i, c in enumerate(header)]
+    if max_width is not None:
+        widths = fitted(widths, [width(c) for c in header], max_width)
     lines = [header, ["-" * w for w in widths], *text]
     return "\n".join(
-        "  ".join(c + " " * (w - width(c)) for c, w in zip(line, widths, strict=True)).rstrip()
-        for line in lines
+        "  ".join(pad(c, w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
     )
+
+
+def fitted(widths: list[int], headers: list[int], max_width: int) -> list[int]:
+    """Column widths that fit `max_width` (with two cells between columns): columns up to some
+    width keep theirs and the wider ones are cut to it, not below their header's width (or 6
+    cells) while that fits, else not below 4 cells; what cannot fit even then is left at that."""
+    room = max_width - 2 * (len(widths) - 1)
+    if sum(widths) <= room:
+        return widths
+    floors = [min(w, max(h, 6)) for w, h in zip(widths, headers, strict=True)]
+    if sum(floors) > room:
+        floors = [min(w, 4) for w in widths]
+
+    def capped(cap: int) -> list[int]:
+        return [max(f, min(w, cap)) for w, f in zip(widths, floors, strict=True)]
+
+    low, high = 0, max(widths)  # the widest cap that fits
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if sum(capped(mid)) <= room else (low, mid - 1)
+    out = capped(low)
+    for i in sorted(range(len(out)), key=lambda i: -widths[i]):  # cells left over: to the cut ones
+        if sum(out) < room and out[i] < widths[i]:
+            out[i] += 1
+    return out
+
+
+def pad(text: str, cells: int) -> str:
+    """`text` in exactly `cells` terminal cells: padded with spaces, or cut and ended with "…"."""
+    have = width(text)
+    if have <= cells:
+        return text + " " * (cells - have)
+    import wcwidth
+
+    out, used = [], 0
+    for char in text:
+        w = max(wcwidth.wcwidth(char), 0)
+        if used + w > cells - 1:
+            break
+        out.append(char)
+        used += w
+    return "".join(out) + "…" + " " * (cells - 1 - used)
+
+
+def render_stream(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str) -> Iterator[str]:
+    """Rows as CSV, JSON or Markdown, a line at a time as they come (each piece ends a line or,
+    for JSON, an item); joined, they are `render(...)` and a newline."""
+    if fmt == "json":
+        yield "["
+        for n, row in enumerate(rows):
+            item = json.dumps(dict(zip(columns, row, strict=True)), default=str, ensure_ascii=False)
+            yield item if n == 0 else ", " + item
+        yield "]\n"
+    elif fmt == "csv":
+        yield csv_line(columns) + "\n"
+        for row in rows:
+            yield csv_line(row) + "\n"
+    else:
+
+        def line(cells: Iterable[str]) -> str:
+            return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |\n"
+
+        yield line(visible(c) for c in columns)
+        yield line(["---"] * len(columns))
+        for row in rows:
+            yield line(cell(v) for v in row)
 
 
 def last_run(conn: Connection, status: str | None = None) -> Row[Any] | None:
@@ -292,6 +404,10 @@ def last_run(conn: Connection, status: str | None = None) -> Row[Any] | None:
     if status:
         query = query.where(sync_runs.c.status == status)
     return conn.execute(query).first()
+
+
+def job_exists(conn: Connection, job_id: str) -> bool:
+    return conn.execute(select(jobs.c.id).where(jobs.c.id == job_id)).first() is not None
 
 
 def utc(seconds: float | None) -> str | None:

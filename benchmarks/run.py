@@ -105,7 +105,7 @@ def measure(argv: list[str], env: dict[str, str]) -> dict[str, float]:
 
 
 def archiver(*args: str) -> list[str]:
-    return [sys.executable, "-m", "archiver", "sync", f"--limit={LIMIT}", *args]
+    return [sys.executable, "-m", "archiver", "sync", f"--page-size={LIMIT}", *args]
 
 
 def fresh_sqlite(tmp: Path) -> str:

@@ -1,10 +1,11 @@
-"""The README's sample report outputs, made by running `archiver report` on the tests' small archive.
+"""The sample report outputs of docs/reports.md (linked from the README), made by running `archiver
+report` on the tests' small archive.
 
-    python tests/readme_samples.py      # rewrites the samples in README.md
+    python tests/readme_samples.py      # rewrites the samples in docs/reports.md
 
 The archive is the one tests/test_reports.py builds (build_archive: eight jobs, two syncs, every
-clock fixed), in a temporary SQLite file; tests/test_readme.py fails when README.md differs from
-what this writes, on SQLite and on PostgreSQL.
+clock fixed), in a temporary SQLite file; tests/test_readme.py fails when docs/reports.md differs
+from what this writes, on SQLite and on PostgreSQL.
 """
 
 import sys
@@ -22,7 +23,7 @@ from archiver import db, reports  # noqa: E402
 from archiver.cli import cli  # noqa: E402
 from tests.test_reports import build_archive  # noqa: E402
 
-README = ROOT / "README.md"
+README = ROOT / "docs" / "reports.md"  # where the samples live (the README links to it)
 BEGIN = "<!-- report samples: made by tests/readme_samples.py from tests/test_reports.py's archive -->\n"
 END = "<!-- end of report samples -->\n"
 # Parameters that have no fixed default: the samples name them, so each command prints what is shown.
@@ -53,7 +54,7 @@ def build(url: str) -> None:
 def in_readme(text: str) -> str:
     """The samples part of a README text (between the markers)."""
     if BEGIN not in text or END not in text:
-        raise SystemExit(f"README.md has no {BEGIN.strip()} ... {END.strip()} markers")
+        raise SystemExit(f"{README} has no {BEGIN.strip()} ... {END.strip()} markers")
     return text.split(BEGIN, 1)[1].split(END, 1)[0]
 
 

@@ -155,9 +155,8 @@ def test_version_and_every_command_has_help_with_an_example() -> None:
         for name, cmd in cli.commands.items()
         for sub in (getattr(cmd, "commands", None) or [None])
     ]
-    assert (
-        len(commands) == 10
-    )  # sync, demo, db upgrade|current, runs, status, report, query, dashboard, datasette-metadata
+    # sync, demo, db upgrade|current, runs, status, report, query, tables, dashboard, datasette-metadata
+    assert len(commands) == 11
     for args in commands:
         result = runner.invoke(cli, [*args, "--help"])
         assert result.exit_code == 0
@@ -493,7 +492,7 @@ def test_sync_json_reports_failures_too(db_url: str, fake: FakeApi, base_url: st
         "error": unconfigured.stderr.removeprefix("archiver: error: ").strip(),
         "exit_code": 2,
     }
-    for usage in (["--json", "--limit=0"], ["--parallel=x", "--json"], ["--parallel=3", "--json"]):
+    for usage in (["--json", "--page-size=0"], ["--parallel=x", "--json"], ["--parallel=3", "--json"]):
         misused = run_cli("sync", *usage, env=env)
         assert misused.returncode == 2
         assert json.loads(misused.stdout) == {

@@ -204,7 +204,7 @@ def test_a_page_without_has_more_is_the_last_and_a_full_one_is_marked_truncated(
 
 
 def test_a_page_without_has_more_but_with_a_next_token_is_truncated_whatever_its_size() -> None:
-    """--limit above Bedrock's page size: 9 jobs asked 10, and Bedrock's nextToken says more exist."""
+    """--page-size above Bedrock's page size: 9 jobs asked 10, and Bedrock's nextToken says more exist."""
     fake = FakeApi()
     data = make_jobs(9)
     fake.faults.append(json_reply(200, {"object": "list", "data": data, "total_count": 9, "last_id": "tok"}))

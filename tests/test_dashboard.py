@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from archiver import dashboard, db
+from archiver import charts, dashboard, db
 from archiver.errors import ApiError
 from archiver.normalize import status_class
 from archiver.sync import sync
@@ -232,3 +232,46 @@ def test_chromium_draws_every_chart_without_errors(chromium: Path, tmp_path: Pat
     shot = tmp_path / "archive.png"
     open_in_chromium(chromium, path, tmp_path, f"--screenshot={shot}")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 100_000
+
+
+def rgb(colour: str) -> tuple[int, ...]:
+    return tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
+
+
+def test_no_model_colour_is_or_is_near_a_colour_that_means_a_status() -> None:
+    """A colour that means "succeeded" in one chart must not mean a model in the next."""
+    for model_colour in charts.PALETTE:
+        for meaning, status_colour in charts.COLORS.items():
+            distance = math.dist(rgb(model_colour), rgb(status_colour))
+            assert distance >= 60, (model_colour, meaning, status_colour, distance)
+
+
+def test_an_archive_whose_only_sync_failed_says_so_and_shows_why(engine: sa.Engine) -> None:
+    fake = FakeApi(make_jobs(30))
+    fake.outage_after = 0
+    with pytest.raises(ApiError) as failure:
+        sync(api_for(fake, max_retries=0), engine)
+    with engine.connect() as conn:
+        page = dashboard.render(conn, now=NOW)
+    assert "every part of the job listing has been walked" not in page
+    assert "No sync has succeeded yet: the job listing has not been walked to its end." in page
+    assert html.escape(f"failed: {failure.value}") in page and '<p class="alert">The last sync (' in page
+
+
+@pytest.mark.timeout(900)  # the first run may install chromium
+def test_chromium_shows_the_in_flight_table_whole(chromium: Path, tmp_path: Path) -> None:
+    """Seven columns of jobs in flight, with their ids, models and times, are not cut off by the card."""
+    engine = db.make_engine(db.parse_url(str(tmp_path / "archive.db")))
+    db.upgrade(engine)
+    jobs = make_jobs(60, seed=9)
+    for job in jobs[:20]:
+        job.update(status="running", finished_at=None, estimated_finish=job["created_at"] + 7200)
+        job.update(model="ft:gpt-4o-mini-2024-07-18:research-org:long-suffix:AbCdEf12")
+    sync(api_for(FakeApi(jobs)), engine, provider="openai")
+    with engine.connect() as conn:
+        page = dashboard.render(conn, now=NOW)
+    engine.dispose()
+    path = tmp_path / "archive.html"
+    path.write_text(page)
+    dom = open_in_chromium(chromium, path, tmp_path, "--dump-dom")
+    assert '<html lang="en" data-rendered="ok">' in dom, re.findall(r"data-errors=\"[^\"]*\"", dom)

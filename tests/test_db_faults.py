@@ -141,7 +141,7 @@ def test_a_postgresql_backend_killed_mid_sync(db_url: str, fake: FakeApi, base_u
     fake.delay = 0.05
     env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "archiver", "sync", "--limit=50"],
+        [sys.executable, "-m", "archiver", "sync", "--page-size=50"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

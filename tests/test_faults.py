@@ -23,7 +23,7 @@ def test_sync_under_25_percent_faults_of_five_kinds_is_exact(
     fake.fault_rate, fake.fault_kinds = 0.25, ("503", "429", "drop", "truncate", "502")
     fake.rng = random.Random(40)
     env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
-    result = run_cli("sync", "--limit=20", "--retry-backoff=0.01", env=env)
+    result = run_cli("sync", "--page-size=20", "--retry-backoff=0.01", env=env)
     assert result.returncode == 0, result.stderr
     assert set(fake.injected) == set(fake.fault_kinds)
     assert len(fake.injected) >= 15
@@ -64,7 +64,7 @@ def test_items_that_are_not_jobs_are_quarantined_and_the_rest_archived(
     bad = ["ftjob-just-a-string", {"object": "fine_tuning.job", "status": "running"}, {"id": 7}, None]
     fake.jobs = [*good[:10], bad[0], *good[10:20], bad[1], *good[20:30], bad[2], *good[30:], bad[3]]
     env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
-    result = run_cli("sync", "--limit=20", env=env)
+    result = run_cli("sync", "--page-size=20", env=env)
     assert result.returncode == 3, result.stderr
     assert "(45 new, 0 changed, 0 unchanged, 4 rejected)" in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (

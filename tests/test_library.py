@@ -118,7 +118,14 @@ def test_secrets_given_to_portkey_stay_out_of_repr_errors_and_logs(
 
 @pytest.mark.parametrize(
     "setting",
-    [{"parallel": 0}, {"parallel": "x"}, {"limit": 0}, {"max_retries": -1}, {"timeout": 0}, {"limit": True}],
+    [
+        {"parallel": 0},
+        {"parallel": "x"},
+        {"page_size": 0},
+        {"max_retries": -1},
+        {"timeout": 0},
+        {"page_size": True},
+    ],
 )
 def test_a_setting_out_of_range_is_a_config_error_before_anything_is_opened(
     tmp_path: Path, setting: dict[str, object]

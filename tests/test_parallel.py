@@ -169,11 +169,11 @@ def test_a_parallel_full_walk_leaves_what_a_sequential_one_leaves(
         fake = Shifting(copy.deepcopy(history))
         with serve(fake) as base_url:
             env = cli_env(base_url, ARCHIVER_DATABASE_URL=url)
-            first = run_cli("sync", f"--limit={LIMIT}", env=env)
+            first = run_cli("sync", f"--page-size={LIMIT}", env=env)
             assert first.returncode == 0, first.stderr
             engine = db.make_engine(db.parse_url(url))
             fake.change = lambda fake=fake, engine=engine: change(fake, engine)
-            full = run_cli("sync", "-v", "--full", f"--limit={LIMIT}", f"--parallel={parallel}", env=env)
+            full = run_cli("sync", "-v", "--full", f"--page-size={LIMIT}", f"--parallel={parallel}", env=env)
             engine.dispose()
         rejected = change is items_that_are_not_jobs_and_a_job_out_of_order
         assert full.returncode == (3 if rejected else 0), full.stderr
@@ -195,10 +195,10 @@ def test_a_parallel_full_walk_has_a_request_per_segment_in_flight_and_one_walk_h
     fake = Shifting(make_jobs(400, seed=8))  # 20 pages: 4 segments of 5
     with serve(fake) as base_url:
         env = cli_env(base_url, ARCHIVER_DATABASE_URL=url)
-        assert run_cli("sync", f"--limit={LIMIT}", env=env).returncode == 0
+        assert run_cli("sync", f"--page-size={LIMIT}", env=env).returncode == 0
         fake.pause, fake.most_in_flight = 0.2, 0
-        assert run_cli("sync", "--full", f"--limit={LIMIT}", "--parallel=1", env=env).returncode == 0
+        assert run_cli("sync", "--full", f"--page-size={LIMIT}", "--parallel=1", env=env).returncode == 0
         one = fake.most_in_flight
         fake.most_in_flight = 0
-        assert run_cli("sync", "--full", f"--limit={LIMIT}", "--parallel=4", env=env).returncode == 0
+        assert run_cli("sync", "--full", f"--page-size={LIMIT}", "--parallel=4", env=env).returncode == 0
     assert (one, fake.most_in_flight) == (1, 4)

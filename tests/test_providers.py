@@ -61,7 +61,7 @@ COLUMNS = {
     "integrations": ["job_id", "position"],
 }
 DAY = 86400
-README = Path(__file__).parent.parent / "README.md"
+README = Path(__file__).parent.parent / "docs" / "providers.md"  # the provider matrix and configs
 
 
 # -- the expectation: what the archive must hold for jobs the gateway served --
@@ -257,7 +257,7 @@ def test_bedrock_archives_the_first_page_and_says_the_rest_is_unreachable(
     """The gateway drops limit and after: every request gets Bedrock's first page (100), with no has_more."""
     with gateway_route("bedrock", nf.make_native_jobs("bedrock", 130)) as route:
         started = time.time()
-        done, warnings = run(route, db_url, f"--limit={limit}")
+        done, warnings = run(route, db_url, f"--page-size={limit}")
         served = gateway_list(route, int(limit))
         lines = status(route, db_url)
     reason = "the API's pages carry no has_more, so nothing beyond the first page can be reached"
@@ -304,7 +304,7 @@ def test_a_refused_cursor_leaves_the_first_page_kept_fresh(
     for job in jobs[17:19]:  # in flight near the end of the first page: new jobs push them off it
         native_start(provider, job)
     with gateway_route(provider, jobs) as route:
-        done, warnings = run(route, db_url, "--limit=20")
+        done, warnings = run(route, db_url, "--page-size=20")
         first = gateway_list(route, 20)
         reason = "this provider's pagination does not work through the gateway"
         assert len(warnings) == 1 and "is unreachable: " + reason in warnings[0], done.stderr
@@ -322,7 +322,7 @@ def test_a_refused_cursor_leaves_the_first_page_kept_fresh(
             native_finish(provider, job)
         route.fake.jobs[:0] = newer_jobs(provider, 3)
         before = len(route.fake.requests)
-        done, warnings = run(route, db_url, "--limit=20")
+        done, warnings = run(route, db_url, "--page-size=20")
         assert cursors(route, before) == []
         now_first = gateway_list(route, 20)
         pushed_off = [i for i in in_flight if i not in by_id(now_first)]
@@ -337,7 +337,7 @@ def test_a_refused_cursor_leaves_the_first_page_kept_fresh(
         # A day later the cursor is asked once more, and still refused.
         age_gaps(db_url, DAY + 60)
         before, started = len(route.fake.requests), time.time()
-        done, warnings = run(route, db_url, "--limit=20")
+        done, warnings = run(route, db_url, "--page-size=20")
         assert len(cursors(route, before)) == 1, done.stderr
         assert len(warnings) == 1 and "is unreachable: " + reason in warnings[0], done.stderr
     [again] = gaps(db_url)

@@ -11,6 +11,7 @@ import pytest
 from archiver import db
 from tests.conftest import assert_archive_equals
 from tests.fake_api import API_KEY, VIRTUAL_KEY, FakeApi, make_jobs, serve
+from tests.readme_samples import README as SAMPLES_PAGE
 from tests.readme_samples import build, in_readme, samples
 
 ROOT = Path(__file__).parent.parent
@@ -95,6 +96,7 @@ def test_a_cron_line_without_the_settings_file_fails_and_says_so(line: str, tmp_
 
 
 def test_the_readme_samples_are_what_readme_samples_py_writes(db_url: str) -> None:
-    """Run `python tests/readme_samples.py` when this fails (the same samples on both backends)."""
+    """Run `python tests/readme_samples.py` when this fails (the same samples on both backends), which
+    writes them into docs/reports.md."""
     build(db_url)
-    assert samples(db_url) == in_readme(README.read_text())
+    assert samples(db_url) == in_readme(SAMPLES_PAGE.read_text())

@@ -21,7 +21,7 @@ BUSY = r"archiver: error: another sync is running \(pid \d+, since \d\d:\d\d:\d\
 
 def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "archiver", "sync", f"--limit={LIMIT}", *args],
+        [sys.executable, "-m", "archiver", "sync", f"--page-size={LIMIT}", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -61,7 +61,7 @@ def test_no_secret_reaches_output_logs_archive_or_argv(db_url: str, fake: FakeAp
     fake.faults.extend([FAULTS["503"](), echo, None, FAULTS["drop"]()])
     fake.delay = 0.05
     proc = subprocess.Popen(
-        [sys.executable, "-m", "archiver", "-vv", "sync", "--retry-backoff=0.01", "--limit=20"],
+        [sys.executable, "-m", "archiver", "-vv", "sync", "--retry-backoff=0.01", "--page-size=20"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -1,6 +1,7 @@
 """The command group: output options, errors turned into one line and an exit code, shared options."""
 
 import gc
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -47,7 +48,8 @@ def meta(key: str, default: Any = None) -> Any:
 
 
 def stamping() -> bool:
-    return log.stamps_on(meta("timestamps", "auto"))
+    # before the group's options are parsed (a usage error there), the environment still counts
+    return log.stamps_on(meta("timestamps") or os.environ.get("ARCHIVER_TIMESTAMPS") or "auto")
 
 
 def say(message: str) -> None:
@@ -73,21 +75,55 @@ def exit_code(e: BaseException) -> int:
     return 130  # KeyboardInterrupt: SIGINT
 
 
+# `archiver --help` lists the commands in the order a newcomer uses them, not alphabetically.
+ORDER = (
+    "sync",
+    "status",
+    "runs",
+    "report",
+    "query",
+    "tables",
+    "dashboard",
+    "datasette-metadata",
+    "demo",
+    "db",
+)
+
+
+def usage_error(ctx: click.Context, e: click.UsageError) -> None:
+    """A bad option or argument, the group's or a command's: one line, exit 2."""
+    hint = f" (see {e.ctx.command_path} --help)" if e.ctx else ""
+    say(f"archiver: error: {e.format_message()}{hint}")
+    if e.ctx and e.ctx.info_name == "sync" and "--json" in sys.argv[1:]:  # promised on failure too
+        import json
+
+        error = log.redact(e.format_message() + hint)
+        click.echo(json.dumps({"status": "failed", "error": error, "exit_code": 2}))
+    ctx.exit(2)
+
+
 class Group(click.Group):
     """Turns ArchiverError into one line and its exit code; bugs keep their traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self.commands, key=lambda name: ORDER.index(name) if name in ORDER else len(ORDER))
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:  # `archiver --bad sync`: one line too, not click's three
+            usage_error(ctx, e)
+            raise  # not reached: usage_error exits
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:  # `archiver db`: the group's help
+            raise
         except click.UsageError as e:  # a subcommand's bad option: one line too, exit 2
-            hint = f" (see {e.ctx.command_path} --help)" if e.ctx else ""
-            say(f"archiver: error: {e.format_message()}{hint}")
-            if e.ctx and e.ctx.info_name == "sync" and "--json" in sys.argv[1:]:  # promised on failure too
-                import json
-
-                error = log.redact(e.format_message() + hint)
-                click.echo(json.dumps({"status": "failed", "error": error, "exit_code": 2}))
-            ctx.exit(2)
+            usage_error(ctx, e)
         except ArchiverError as e:
             say(f"archiver: error: {e}")
             ctx.exit(exit_code(e))
@@ -108,7 +144,31 @@ def set_output(ctx: click.Context, param: click.Parameter, value: Any) -> None:
     log.setup(ctx.meta.get("archiver.verbose", 0), stamping)
 
 
+def set_timestamps(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """--timestamps before or after the command; given after it, it wins over the environment."""
+    source = ctx.get_parameter_source(param.name or "")
+    if ctx.parent is None or source is click.core.ParameterSource.COMMANDLINE:
+        ctx.meta["archiver.timestamps"] = value
+
+
+TIMESTAMPS_HELP = (
+    "UTC timestamps on stderr lines; auto: unless stderr is a terminal (never: journald adds its own)."
+)
+
+
 def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option(
+        "--timestamps",
+        type=click.Choice(["auto", "always", "never"]),
+        default="auto",
+        envvar="ARCHIVER_TIMESTAMPS",
+        show_envvar=True,
+        show_default=True,
+        expose_value=False,
+        is_eager=True,
+        callback=set_timestamps,
+        help=TIMESTAMPS_HELP,
+    )(f)
     f = click.option(
         "-q",
         "--quiet",
@@ -131,16 +191,11 @@ def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.version_option(__version__, prog_name="archiver")
 @output_options
 @click.option(
-    "--timestamps",
-    type=click.Choice(["auto", "always", "never"]),
-    default="auto",
-    envvar="ARCHIVER_TIMESTAMPS",
-    show_envvar=True,
-    show_default=True,
+    "--db",
     expose_value=False,
-    is_eager=True,
-    callback=lambda ctx, _param, value: ctx.meta.__setitem__("archiver.timestamps", value),
-    help="UTC timestamps on stderr lines; auto: unless stderr is a terminal (never: journald adds its own).",
+    metavar="TEXT",
+    callback=lambda ctx, _param, value: ctx.meta.__setitem__("archiver.db", value),
+    help="The archive, for commands given after it (they take --db too).",
 )
 def cli() -> None:
     """Keep a complete, queryable history of fine-tuning jobs from Portkey.
@@ -154,6 +209,18 @@ def cli() -> None:
     """
 
 
+def group_db(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """`archiver --db x report` as `archiver report --db x`: the group's --db wins over the
+    environment and the default, the command's own --db over both."""
+    given = ctx.meta.get("archiver.db")
+    if (
+        given is not None
+        and ctx.get_parameter_source(param.name or "") is not click.core.ParameterSource.COMMANDLINE
+    ):
+        return str(given)
+    return value
+
+
 def db_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--db",
@@ -162,6 +229,7 @@ def db_option(f: Callable[..., Any]) -> Callable[..., Any]:
         envvar="ARCHIVER_DATABASE_URL",
         show_envvar=True,
         show_default=True,
+        callback=group_db,
         help="SQLAlchemy URL (sqlite:///..., postgresql://...) or a SQLite file path.",
     )(f)
 

@@ -1,5 +1,8 @@
-"""Commands that read the archive (runs, status, report, query) and manage its schema (db)."""
+"""Commands that read the archive (runs, status, report, query, tables) and manage its schema (db)."""
 
+import os
+import shutil
+import sys
 from typing import Any
 
 import click
@@ -15,10 +18,18 @@ def render(columns: list[str], rows: list[tuple[Any, ...]], fmt: str, title: str
         return render_table(title, columns, rows)
     from archiver import reports
 
-    return reports.render(columns, rows, fmt)
+    return reports.render(columns, rows, fmt, terminal_width() if fmt == "table" else None)
 
 
-@cli.group("db")
+def terminal_width() -> int | None:
+    """The terminal's width when stdout is one (a table is cut to fit it); None for a pipe or a file,
+    which get every value whole."""
+    if not sys.stdout.isatty():
+        return None
+    return shutil.get_terminal_size().columns
+
+
+@cli.group("db", short_help="Upgrade the archive's schema, or print its revision.")
 @output_options
 def db_group() -> None:
     """Manage the archive's schema.
@@ -29,7 +40,7 @@ def db_group() -> None:
     """
 
 
-@db_group.command("upgrade")
+@db_group.command("upgrade", short_help="Apply pending schema migrations.")
 @output_options
 @db_option
 def db_upgrade(database: str) -> None:
@@ -46,7 +57,7 @@ def db_upgrade(database: str) -> None:
         note(f"Schema at {archive.revision()} (head) in {show_url(archive.url)}")
 
 
-@db_group.command("current")
+@db_group.command("current", short_help="Print the schema revision.")
 @output_options
 @db_option
 def db_current(database: str) -> None:
@@ -63,7 +74,7 @@ def db_current(database: str) -> None:
     click.echo(f"{now or 'empty'}{' (head)' if now == head() else f' (head is {head()})'}")
 
 
-@cli.command("runs")
+@cli.command("runs", short_help="List recent sync runs, newest first.")
 @output_options
 @db_option
 @click.option(
@@ -102,7 +113,7 @@ class Age(click.ParamType):  # type: ignore[type-arg]  # generic only in click's
             self.fail(f"{value!r} is not an age: use a number with s, m, h or d, e.g. 90m or 2h", param, ctx)
 
 
-@cli.command("status")
+@cli.command("status", short_help="Say OK, STALE or FAILED, and why (exit 1 unless OK).")
 @output_options
 @db_option
 @click.option(
@@ -113,12 +124,16 @@ class Age(click.ParamType):  # type: ignore[type-arg]  # generic only in click's
     show_envvar=True,
     help="STALE (exit 1) if the last successful sync is older, e.g. 2h, 30m, 1d.",
 )
-def status_command(database: str, max_age: float | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict and why as one JSON object.")
+def status_command(database: str, max_age: float | None, as_json: bool) -> None:
     """Say OK, STALE or FAILED, and why: the archive's last successful sync and last run.
 
     Exit 0 when OK; 1 when STALE (never synced, or older than --max-age) or FAILED
     (the last run failed, was interrupted or abandoned, or was killed while running).
     Parts of the history the route cannot reach are listed, and are no failure.
+
+    A sync running now is named with its pid, start and jobs so far. On a terminal the verdict is
+    coloured (unless NO_COLOR is set).
 
     \b
     Example (for monitoring):
@@ -126,12 +141,30 @@ def status_command(database: str, max_age: float | None) -> None:
     """
     with open_archive(database) as archive:
         health = archive.status(max_age)
-    click.echo("\n".join([*health.lines, *health.coverage]))
+    if as_json:
+        import json
+
+        fields = ("verdict", "ok", "lines", "coverage", "last_success", "running")
+        click.echo(json.dumps({f: getattr(health, f) for f in fields}))
+    else:
+        first, *rest = [*health.lines, *health.coverage]
+        verdict, sep, why = first.partition(":")
+        click.echo("\n".join([colour(verdict, VERDICT_COLOURS.get(verdict)) + sep + why, *rest]))
     if not health.ok:
         raise click.exceptions.Exit(1)
 
 
-@cli.command("report")
+VERDICT_COLOURS = {"OK": "green", "STALE": "yellow", "FAILED": "red"}
+
+
+def colour(text: str, fg: str | None) -> str:
+    """`text` coloured when stdout is a terminal and NO_COLOR is not set (no-color.org)."""
+    if fg is None or os.environ.get("NO_COLOR") or not sys.stdout.isatty():
+        return text
+    return click.style(text, fg=fg, bold=True)
+
+
+@cli.command("report", short_help="Run a canned report, or list them.")
 @output_options
 @click.argument("name", required=False)
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A report parameter; repeatable.")
@@ -178,20 +211,61 @@ def key_value(param: str) -> tuple[str, str]:
     return key, value
 
 
-@cli.command("query")
+@cli.command("tables", short_help="List the tables and views, with their columns.")
 @output_options
-@click.argument("sql")
 @format_option("html")
 @db_option
-def query_command(sql: str, fmt: str, database: str) -> None:
-    """Run one read-only SQL statement against the archive.
+def tables_command(fmt: str, database: str) -> None:
+    """List the archive's tables and views with their columns: what `archiver query` can read.
 
     \b
     Example:
+      archiver tables && archiver query "SELECT status, count(*) FROM jobs GROUP BY status"
+    """
+    with open_archive(database) as archive:
+        columns, rows = archive.tables_table()
+    click.echo(render(columns, rows, fmt, "tables"))
+
+
+@cli.command("query", short_help="Run one read-only SQL statement.")
+@output_options
+@click.argument("sql")
+@click.option(
+    "--param", "params", multiple=True, metavar="KEY=VALUE", help="A value for :KEY in the SQL; repeatable."
+)
+@format_option("html")
+@db_option
+def query_command(sql: str, params: tuple[str, ...], fmt: str, database: str) -> None:
+    """Run one read-only SQL statement against the archive; :name marks a bound --param value.
+
+    \b
+    Examples:
       archiver query "SELECT status, count(*) FROM jobs GROUP BY status" --format csv
+      archiver query "SELECT * FROM job_summary WHERE model = :model" --param model=gpt-4o-mini
     """
     if not sql.strip():
         raise click.BadParameter("give one SQL statement", param_hint="SQL")
-    with open_archive(database) as archive:
-        columns, rows = archive.query_table(sql)
-    click.echo(render(columns, rows, fmt, "query"))
+    values = dict(key_value(p) for p in params)
+    with open_archive(database) as archive, archive.query_rows(sql, values or None) as (columns, rows):
+        if fmt in STREAMED:  # an export of any size, in constant memory
+            write_stream(columns, rows, fmt)
+            return
+        click.echo(render(columns, list(rows), fmt, "query"))
+
+
+STREAMED = ("csv", "json", "markdown")  # reports.STREAMED, repeated: --help does not load the reports
+
+
+def write_stream(columns: list[str], rows: Any, fmt: str) -> None:
+    """Write rows to stdout as they come from the database, a few thousand lines per write."""
+    from archiver.reports import render_stream
+
+    out = sys.stdout
+    batch: list[str] = []
+    for piece in render_stream(columns, rows, fmt):
+        batch.append(piece)
+        if len(batch) >= 2000:
+            out.write("".join(batch))
+            batch.clear()
+    out.write("".join(batch))
+    out.flush()

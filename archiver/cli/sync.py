@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -45,7 +46,7 @@ def setting(
     )
 
 
-@cli.command("sync", epilog=ENV_HELP)
+@cli.command("sync", epilog=ENV_HELP, short_help="Copy new and changed jobs from Portkey into the archive.")
 @db_option
 @setting(
     "--base-url",
@@ -55,11 +56,12 @@ def setting(
     "PORTKEY_BASE_URL",
 )
 @setting(
-    "--limit",
+    "--page-size",
     100,
     click.IntRange(1, 10_000),
-    "Jobs per page to ask for (raise it if a provider pages badly).",
+    "Jobs per request to ask for (raise it if a provider pages badly); every job is synced whatever it is.",
 )
+@click.option("--limit", "old_limit", type=click.IntRange(1, 10_000), envvar="ARCHIVER_LIMIT", hidden=True)
 @setting("--timeout", 30.0, click.FloatRange(0.1), "Seconds to wait for a response (connect: at most 5).")
 @setting("--max-retries", 5, click.IntRange(0, 20), "Retries per request: 408/409/429/5xx, network errors.")
 @setting(
@@ -102,6 +104,7 @@ def sync_command(
     """
     report: dict[str, Any] = {}  # what --json prints, whatever happens
     ctx = click.get_current_context()
+    page_size_from(ctx, options)
     if not options["full"] and ctx.get_parameter_source("parallel") is click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError("--parallel applies only with --full", ctx)
     try:
@@ -137,6 +140,20 @@ def sync_command(
         click.echo(json.dumps(done | {"seconds": round(result.elapsed, 3), "partial": result.partial}))
     if rejected:
         raise rejected
+
+
+def page_size_from(ctx: click.Context, options: dict[str, Any]) -> None:
+    """--limit was the page size, which nowhere else means: it still works, with a note."""
+    old = options.pop("old_limit")
+    if old is None:
+        return
+    given = ctx.get_parameter_source("old_limit") is click.core.ParameterSource.COMMANDLINE
+    name, new = ("--limit", "--page-size") if given else ("ARCHIVER_LIMIT", "ARCHIVER_PAGE_SIZE")
+    logging.getLogger("archiver").warning(
+        "sync %s is deprecated: it sets the jobs per request, not how many are synced; use %s", name, new
+    )
+    if ctx.get_parameter_source("page_size") is click.core.ParameterSource.DEFAULT:
+        options["page_size"] = old
 
 
 def run(archive: Archive, route: Portkey, report: dict[str, Any], **options: Any) -> SyncResult:

@@ -11,7 +11,7 @@ from archiver.cli.main import cli, db_option, note, open_archive, output_options
 from archiver.errors import ConfigError
 
 
-@cli.command("dashboard")
+@cli.command("dashboard", short_help="Write one HTML page of charts.")
 @output_options
 @db_option
 @click.option(
@@ -49,7 +49,7 @@ def dashboard_command(database: str, output: str) -> None:
     note(f"Wrote {output} ({len(page) / 1e6:.1f} MB) at {time.strftime('%H:%M:%S')}")
 
 
-@cli.command("datasette-metadata")
+@cli.command("datasette-metadata", short_help="Print Datasette metadata for the archive.")
 @output_options
 @db_option
 def datasette_metadata_command(database: str) -> None:
