@@ -78,8 +78,9 @@ def sync(
             run = start(api, engine, full, limit, provider, parallel, on_page)
         walk_all(run)
     except BaseException as e:
-        if run is not None:
-            record_end(run, e)
+        if run is None:  # nothing was recorded: the caller says where the database failed
+            raise
+        record_end(run, e)
         if isinstance(e, DBAPIError):
             raise database_error(e) from None
         raise

@@ -464,6 +464,7 @@ def test_sync_json_reports_failures_too(db_url: str, fake: FakeApi, base_url: st
         "jobs_unchanged": 0,
         "jobs_rejected": 0,
         "jobs_vanished": 0,
+        "unrefreshed": [],
         "database": json.loads(ok.stdout)["database"],
         "partial": None,  # or why part of the history is unreachable through this route
     }
