@@ -124,12 +124,16 @@ def record_refreshes(
     after a failure or a 404, starts afresh; one seen in flight and unchanged while due backs off.
     `rows` (the jobs with a row) is kept up to date; returns whether anything was written."""
     seen = {c["id"] for c in canons}
-    fresh = (seen & rows) | (set(changed) & rows)
     waiting = [
         c["id"]
         for c in canons
         if c["id"] in due and c["id"] not in changed and normalize.in_flight(c["status"], c["status_class"])
     ]
+    fresh = set(changed) & rows
+    r = job_refresh.c
+    for chunk in chunks(sorted(seen & rows - fresh - set(waiting))):  # seen, unchanged, not due:
+        troubled = (r.failures > 0) | r.missing_at.is_not(None)  # a back-off goes on, a doubt ends
+        fresh.update(conn.execute(select(r.job_id).where(r.job_id.in_(chunk), troubled)).scalars())
     stale = sorted((fresh | set(waiting)) & rows)
     for chunk in chunks(stale):
         conn.execute(delete(job_refresh).where(job_refresh.c.job_id.in_(chunk)))
