@@ -5,7 +5,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from archiver import ledger
+from archiver import cursors, ledger
 from archiver.client import Page, walk_pages
 from archiver.errors import ApiError
 from archiver.ledger import Gap
@@ -99,6 +99,11 @@ class Walker:
             self.streams.stop((i, seg.stream))
             self.hand_over(i)
             return
+        if seg.pages and not self.follows(seg, page, batch):
+            log.info("the page after %s cannot follow it; the listing is walked from the head", page.after)
+            seg.state = "blocked"
+            self.streams.stop((i, seg.stream))
+            return
         _, canons = write(self.run, seg.walk, page, batch)
         seg.pages, seg.last_id = seg.pages + 1, page.last_id or seg.last_id
         if page.truncated:
@@ -111,6 +116,15 @@ class Walker:
             self.written.setdefault(canon["id"], i)
         if seg.state != "walking":
             self.streams.stop((i, seg.stream))
+
+    def follows(self, seg: Segment, page: Page, batch: Batch) -> bool:
+        """Whether a later page of a segment plausibly follows its cursor (as the first page must
+        follow its start), or else the cursor's job is still in place: an empty page or the first
+        page again is how some APIs answer a cursor purged between two pages."""
+        cursor = (page.after or "", seg.walk.cursor_created)
+        return lists_after(batch, cursor) or bool(
+            page.after and cursors.in_place(self.run, page.after, seg.walk.cursor_created)
+        )
 
     def take_end(self, i: int, error: BaseException | None) -> None:
         """A segment's fetches ended in `error` (a walk that reaches the end ends with a page)."""
