@@ -211,10 +211,10 @@ def count_created_between(conn: Connection, oldest: int, newest: int) -> int:
 
 
 def newest_job(conn: Connection) -> tuple[str, int | None] | None:
-    """The archived job listed first (the API lists newest first): where a head walk meets the archive."""
-    query = select(jobs.c.id, jobs.c.created_at).order_by(
-        jobs.c.created_at.desc().nulls_last(), jobs.c.id.desc()
-    )
+    """The archived job listed first (the API lists newest first): where a head walk meets the
+    archive. Not a vanished one: a head walk would miss it and check it with a GET every run."""
+    query = select(jobs.c.id, jobs.c.created_at).where(jobs.c.vanished_at.is_(None))
+    query = query.order_by(jobs.c.created_at.desc().nulls_last(), jobs.c.id.desc())
     row = conn.execute(query.limit(1)).first()
     return (row[0], row[1]) if row else None
 
