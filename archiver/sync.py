@@ -110,6 +110,7 @@ def start(
     run = Run(api, engine, SyncResult(run_id, mode), limit, full, on_page, provider, pending, gaps, newest)
     run.parallel = parallel
     run.blocked = blocked[0].blocked_reason if blocked and not full else None  # --full asks again
+    run.blocked_at = max(g.blocked_at or 0.0 for g in blocked) if run.blocked else None
     run.refresh_rows, run.suspects = set(rows), {i: t for i, t in rows.items() if t is not None}
     if unknown[0]:
         log.warning(

@@ -55,6 +55,7 @@ class Run:
     newest: tuple[str, int | None] | None  # the archive's newest job at the start
     parallel: int = 1  # segments a full walk may fetch at once
     blocked: str | None = None  # the route refuses to page: why
+    blocked_at: float | None = None  # when it last refused (a gap blocked unasked waits from then)
     disorder_seen: bool = False
     refresh_rows: set[str] = field(default_factory=set)  # jobs with a job_refresh row
     suspects: dict[str, float] = field(default_factory=dict)  # a GET said 404 before: id -> when
@@ -200,11 +201,13 @@ def closes(run: Run, w: Walk, gap: Gap, canons: list[JSONObj]) -> bool:
     return False
 
 
-def mark_blocked(run: Run, w: Walk, reason: str) -> list[Gap]:
+def mark_blocked(run: Run, w: Walk, reason: str, since: float | None = None) -> list[Gap]:
     """The route will not page past here: the walk's gaps stay open, marked with why (the caller
-    stores them); later walks of this run do not ask for another page."""
+    stores them); later walks of this run do not ask for another page. `since`: when the route
+    last refused, for gaps blocked without asking (None: it refused just now)."""
     run.blocked = reason
-    now = time.time()
+    now = since if since is not None else time.time()
+    run.blocked_at = now
     held, w.held = [g for g in w.held if g.id is None or g in run.gaps], []  # not those closed since
     for gap in held:
         gap.blocked_reason, gap.blocked_at = reason, now
@@ -241,7 +244,7 @@ def block(run: Run, w: Walk, reason: str, refused_now: bool = False) -> None:
     for gap in again:
         gap.blocked_at = now
     with interrupts.deferred(), run.engine.begin() as conn:
-        for gap in mark_blocked(run, w, reason) + again:
+        for gap in mark_blocked(run, w, reason, None if refused_now else run.blocked_at) + again:
             ledger.save_gap(conn, gap, run.result.run_id, now)
 
 
