@@ -186,6 +186,13 @@ def failing_refreshes(conn: Connection) -> list[tuple[str, float, int, str]]:
     return [(a, b, c, d) for a, b, c, d in conn.execute(query.order_by(r.failing_since, r.job_id))]
 
 
+def failing_in_flight(conn: Connection) -> dict[str, str | None]:
+    """Jobs in flight whose last GETs failed and that no page has shown since: id -> the error."""
+    r = job_refresh.c
+    query = select(r.job_id, r.error).select_from(job_refresh.join(jobs))
+    return {job_id: error for job_id, error in conn.execute(query.where(r.failures > 0, in_flight_jobs()))}
+
+
 def created_at(conn: Connection, job_id: str) -> int | None:
     return conn.execute(select(jobs.c.created_at).where(jobs.c.id == job_id)).scalar()
 

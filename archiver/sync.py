@@ -77,6 +77,10 @@ def sync(
         with interrupts.deferred():  # a signal waits until the run can be recorded as interrupted
             run = start(api, engine, full, limit, provider, parallel, on_page)
         walk_all(run)
+        with engine.connect() as conn:  # in flight, their GETs failing, not asked again yet: stale
+            waiting = ledger.failing_in_flight(conn)
+        run.unrefreshed = {**{i: f"not asked again yet: {e}" for i, e in waiting.items()}, **run.unrefreshed}
+        run.result.unrefreshed = dict(run.unrefreshed)
     except BaseException as e:
         if run is None:  # nothing was recorded: the caller says where the database failed
             raise
@@ -84,7 +88,6 @@ def sync(
         if isinstance(e, DBAPIError):
             raise database_error(e) from None
         raise
-    run.result.unrefreshed = dict(run.unrefreshed)
     finish(run, "succeeded")
     return run.result
 
