@@ -174,7 +174,8 @@ def track_gaps(run: Run, w: Walk, page: Page, canons: list[JSONObj]) -> tuple[li
             w.held.append(Gap(None, None, None, None))
         for gap in w.held:
             gap.until_id = gap.until_created_at = None
-    w.met.update(g.until_id for g in w.held if g.until_id is not None and g.until_id in ids)
+    ends = {g.until_id for g in [*w.held, *run.gaps] if g.until_id is not None}  # any gap's: one this
+    w.met.update(ends & ids)  # walk carries later lies before it (a tie group cut off in the middle)
     closed = [g for g in w.held if closes(run, w, g, canons)]
     if not page.has_more and not page.truncated:
         closed = list(w.held) + ([g for g in run.gaps if g not in w.held] if w.started_at_head else [])
