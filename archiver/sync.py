@@ -261,12 +261,14 @@ def stop_here(run: Run, w: Walk, counts: PageCounts, jobs: list[JSONObj]) -> boo
 
 
 def finish(run: Run, status: str, error: str | None = None) -> None:
-    run.notes.flush()
-    result = run.result
-    result.requests = run.api.requests
-    values = {"status": status, "error": error, "finished_at": time.time(), **result.counters()}
-    try:
-        with interrupts.deferred(), run.engine.begin() as conn:
-            ledger.save_run(conn, result.run_id, **values)
-    except DBAPIError as e:  # the archive itself may be what failed; the original error matters more
-        log.warning("could not record the run's end: %s", database_error(e))
+    """Record the run's end; a signal meanwhile is acted on once it is recorded."""
+    with interrupts.deferred():
+        run.notes.flush()
+        result = run.result
+        result.requests = run.api.requests
+        values = {"status": status, "error": error, "finished_at": time.time(), **result.counters()}
+        try:
+            with run.engine.begin() as conn:
+                ledger.save_run(conn, result.run_id, **values)
+        except DBAPIError as e:  # the archive itself may be what failed; the original error matters more
+            log.warning("could not record the run's end: %s", database_error(e))
