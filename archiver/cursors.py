@@ -26,10 +26,11 @@ CANDIDATES = 3  # archived jobs tried as the new resume point before the head
 MAX_RESUMES = 10  # a walk resumed this often is in a listing that will not hold still
 
 
-def in_place(run: Run, job_id: str, created: int | None) -> bool | None:
+def in_place(run: Run, job_id: str, created: int | None, fresh: bool = False) -> bool | None:
     """True: its GET shows the job created when the archive says; False: it is gone (404) or has
-    moved; None: the GET failed. Each job is asked once a run."""
-    if job_id in run.verified:
+    moved; None: the GET failed. Each job is asked once a run, unless `fresh` (before blocking a
+    route on it: the answer must be of now)."""
+    if job_id in run.verified and not fresh:
         return run.verified[job_id]
     try:
         job, _ = fetch_job(run.api, job_id)

@@ -5,7 +5,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from archiver import cursors, ledger
+from archiver import cursors, interrupts, ledger
 from archiver.client import Page, walk_pages
 from archiver.errors import ApiError
 from archiver.ledger import Gap
@@ -71,7 +71,7 @@ def walk_parallel(run: Run, own: Gap, cuts: list[tuple[str, int | None]], writte
         walker.streams.close(ABANDON_AFTER if run.api.stopping.is_set() else None)
     if not all(seg.state in ("bounded", "end", "handed over") for seg in segments):
         return False
-    with run.engine.begin() as conn:
+    with interrupts.deferred(), run.engine.begin() as conn:
         ledger.close_gaps(conn, [g.id for g in run.gaps if g.id is not None])
     run.gaps = []
     mark_missing_vanished(run, written)

@@ -13,6 +13,7 @@ import time
 from archiver import interrupts, ledger
 from archiver.client import Page, fetch_job
 from archiver.errors import ApiError, OutOfTime
+from archiver.store import JSONObj
 from archiver.walks import Run, Walk, write
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,13 @@ def settle(run: Run, here: int | None, may_page: bool, walked_all: bool = False)
             else:
                 found.append(job)
                 provider = provider or answered
+        passed = [i for i in gone if walked_all or i in run.suspects or passed_by(run.pending.get(i), here)]
+        if not walked_all:  # its place is where the archive saw it, which may have moved: ask again
+            back, again = ask_again(run, [i for i in passed if i not in run.suspects])
+            found += back
+            gone = [i for i in gone if i not in {job["id"] for job in back}]
+            passed = [i for i in passed if i in run.suspects or i in again]
         write(run, Walk("get", None, []), Page(found, False, None, provider))  # hashed as a page's
-        passed = [i for i in gone if walked_all or passed_by(run.pending.get(i), here) or i in run.suspects]
         record(run, passed, [i for i in gone if i not in passed], failed)
     run.pending.clear()
     if run.unrefreshed:
@@ -72,6 +78,24 @@ def settle(run: Run, here: int | None, may_page: bool, walked_all: bool = False)
             *some,
         )
     return True
+
+
+def ask_again(run: Run, ids: list[str]) -> tuple[list[JSONObj], list[str]]:
+    """A second GET of jobs that answered 404 once (a 404 may be a server's hiccup): the jobs it
+    finds, and the ids that answer 404 again. One whose GET fails now is neither."""
+    found, gone = [], []
+    for job_id in ids:
+        try:
+            job, _ = fetch_job(run.api, job_id)
+        except OutOfTime:
+            raise
+        except ApiError:
+            continue
+        if job is None:
+            gone.append(job_id)
+        else:
+            found.append(job)
+    return found, gone
 
 
 def passed_by(created: int | None, here: int | None) -> bool:

@@ -195,7 +195,7 @@ def walk_on(run: Run, w: Walk) -> bool:
                 cursor = w.last_id if received else w.after
                 if e.status not in (400, 404) or cursor is None:
                     raise
-                if cursors.in_place(run, cursor, w.cursor_created):
+                if cursors.in_place(run, cursor, w.cursor_created, fresh=True):
                     end_walk(run, w, REFUSED.format(e), refused_now=True)
                     return False
                 why = f"the API refused to resume after job {cursor} ({e})"
