@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from archiver import db, ledger, lock, reports
 from archiver.client import Settings, make_api
+from archiver.details import CONCURRENCY, MAX_BYTES, DetailOptions, DetailsResult
 from archiver.errors import ConfigError
 from archiver.portkey import Portkey
 from archiver.sync import SyncResult, sync
@@ -118,6 +119,11 @@ class Archive:
         max_time: float | None = None,
         on_page: Callable[[SyncResult], None] | None = None,
         on_migrate: Callable[[str], None] | None = None,
+        details: bool = True,
+        details_concurrency: int = CONCURRENCY,
+        details_max_jobs: int | None = None,
+        details_max_bytes: int = MAX_BYTES,
+        on_details: Callable[[DetailsResult], None] | None = None,
     ) -> SyncResult:
         """Copy new and changed jobs (all of them with `full`) into the archive.
 
@@ -135,6 +141,12 @@ class Archive:
                 (seconds; see the README's "Faults" section). `max_time` bounds the whole run.
             on_page: called with the running totals after each page (a progress display).
             on_migrate: called with the old revision, before the walk, if the schema was migrated.
+            details: then archive the details (events, checkpoints, files, result metrics) of
+                every final job that lacks them (archiver/details.py); False skips them this run.
+            details_concurrency: jobs whose details are fetched at once.
+            details_max_jobs: fetch the details of at most this many jobs this run (None: all).
+            details_max_bytes: the largest result file kept (a larger one is recorded, not kept).
+            on_details: called with the details' running totals after each job.
 
         Returns:
             the run's SyncResult (counters, `run_id`, `partial` coverage, `migrated_from`).
@@ -150,6 +162,9 @@ class Archive:
             ("limit", limit, 1, 10_000),
             ("parallel", parallel, 1, 32),
             ("max_retries", max_retries, 0, 20),
+            ("details_concurrency", details_concurrency, 1, 32),
+            ("details_max_jobs", 1 if details_max_jobs is None else details_max_jobs, 1, 10**9),
+            ("details_max_bytes", details_max_bytes, 1, 2**40),
         ):
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise ConfigError(f"{name} must be a whole number from {low} to {high}, not {value!r}")
@@ -185,6 +200,10 @@ class Archive:
                     parallel=parallel,
                     provider=route.provider_name,
                     on_page=on_page,
+                    details=DetailOptions(True, details_concurrency, details_max_jobs, details_max_bytes)
+                    if details
+                    else None,
+                    on_details=on_details,
                 )
         result.migrated_from = migrated
         return result

@@ -2,6 +2,10 @@
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from archiver.details import DetailsResult
 
 
 @dataclass
@@ -21,6 +25,7 @@ class SyncResult:
     vanished: int = 0
     partial: str | None = None  # why part of the history is unreachable through this route
     migrated_from: str | None = None  # the schema revision before this run migrated it, if it did
+    details: "DetailsResult | None" = None  # what the run did for the details of final jobs
     started: float = field(default_factory=time.monotonic, repr=False)
 
     @property
