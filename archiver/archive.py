@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from archiver import db, ledger, lock, reports
 from archiver.client import Settings, make_api
 from archiver.details import CONCURRENCY, MAX_BYTES, DetailOptions, DetailsResult
+from archiver.details import status_lines as details_status
 from archiver.errors import ConfigError
 from archiver.portkey import Portkey
 from archiver.sync import SyncResult, sync
@@ -31,7 +32,7 @@ class Health:
     verdict: str  # OK, STALE or FAILED
     lines: list[str]  # the verdict and why, then the last success: what `archiver status` prints
     last_success: dict[str, Any] | None  # the newest succeeded run (its sync_runs row)
-    coverage: list[str]  # open gaps: what the next sync will walk, or what this route cannot reach
+    coverage: list[str]  # open gaps, and final jobs without details: what the next sync fetches, or why not
 
     @property
     def ok(self) -> bool:
@@ -284,7 +285,7 @@ class Archive:
                 synced = db.current(conn) is not None
                 last = reports.last_run(conn) if synced else None
                 ok = reports.last_run(conn, "succeeded") if synced else None
-                coverage = ledger.coverage(conn) if synced else []
+                coverage = ledger.coverage(conn) + details_status(conn) if synced else []
             killed = last is not None and last.status == "running" and not lock.sync_running(engine)
         lines = verdict(last, ok, limit, time.time(), killed)
         return Health(lines[0].split(":")[0], lines, ok._asdict() if ok else None, coverage)

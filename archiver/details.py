@@ -23,7 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select
+from sqlalchemy import Connection, Engine, and_, func, inspect, or_, select
 
 from archiver import detail_api as http
 from archiver import detail_store as ds
@@ -85,14 +85,25 @@ class Due:
     attempts: int
 
 
-def due_jobs(conn: Connection, now: float, limit: int | None = None) -> list[Due]:
-    """Final, listed jobs whose details were never tried, or are due to be tried again; newest first."""
+def is_due(now: float) -> Any:
+    """Final, listed jobs whose details were never tried, or are due to be tried again."""
     d = job_details.c
     never_or_due = or_(d.job_id.is_(None), and_(d.state == "retry", d.next_try_at <= now))
+    return and_(jobs.c.status_class.in_(FINAL), jobs.c.vanished_at.is_(None), never_or_due)
+
+
+def count_due(conn: Connection, now: float) -> int:
+    query = select(func.count()).select_from(jobs.outerjoin(job_details, job_details.c.job_id == jobs.c.id))
+    return int(conn.execute(query.where(is_due(now))).scalar_one())
+
+
+def due_jobs(conn: Connection, now: float, limit: int | None = None) -> list[Due]:
+    """The jobs whose details are due (is_due), newest first, with the files they name."""
+    d = job_details.c
     query = (
         select(jobs.c.id, jobs.c.provider, jobs.c.training_file, jobs.c.validation_file, d.attempts)
         .select_from(jobs.outerjoin(job_details, d.job_id == jobs.c.id))
-        .where(jobs.c.status_class.in_(FINAL), jobs.c.vanished_at.is_(None), never_or_due)
+        .where(is_due(now))
         .order_by(jobs.c.created_at.desc(), jobs.c.id)
     )
     rows = conn.execute(query if limit is None else query.limit(limit)).all()
@@ -193,6 +204,7 @@ def archive_details(
     now = time.time()
     with engine.connect() as conn:
         due = due_jobs(conn, now, options.max_jobs)
+        capped = count_due(conn, now) if len(due) == options.max_jobs else len(due)
     result.total = len(due)
     if not due:
         return result
@@ -215,7 +227,7 @@ def archive_details(
                 on_progress(result)
     finally:
         stream.close()  # cut off: the threads stop before their next request
-    result.left = result.total - result.done - result.retry - result.unsupported
+    result.left = capped - result.done - result.retry - result.unsupported
     return result
 
 
@@ -269,6 +281,8 @@ def mark_unsupported(engine: Engine, due: list[Due], run_id: int, now: float, re
 
 def status_lines(conn: Connection) -> list[str]:
     """For `archiver status`: how many final jobs lack their details, and why."""
+    if not inspect(conn).has_table("job_details"):  # not migrated yet: the next sync migrates it
+        return []
     d = job_details.c
     final = and_(jobs.c.status_class.in_(FINAL), jobs.c.vanished_at.is_(None))
     lines = []

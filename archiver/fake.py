@@ -94,6 +94,7 @@ class FakeApi:
         self.checkpoints: dict[str, list[Any]] = {}
         self.detail_delay = 0.0  # added to every request for a detail
         self.detail_max_limit: int | None = None  # the most events or checkpoints a page holds
+        self.broken: dict[str, Reply] = {}  # path -> the reply every request for it gets
 
     def served(self, job: Any) -> Any:
         return {**job, **self.odd[job["id"]]} if isinstance(job, dict) and job.get("id") in self.odd else job
@@ -127,6 +128,8 @@ class FakeApi:
             return self.one_job(unquote(parts[-1]))
         if self.detail_delay:
             time.sleep(self.detail_delay)
+        if path in self.broken:
+            return self.broken[path]
         return self.detail(parts, params)
 
     def detail(self, parts: list[str], params: dict[str, str]) -> Reply:
