@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from archiver import db, ledger, lock, reports
 from archiver.client import Settings, make_api
+from archiver.detail_store import metrics_by_step
 from archiver.details import CONCURRENCY, MAX_BYTES, DetailOptions, DetailsResult
 from archiver.details import status_lines as details_status
 from archiver.errors import ConfigError
@@ -244,6 +245,14 @@ class Archive:
         """
         columns, rows = self.report_table(name, **params)
         return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    def metrics(self, job_id: str) -> Rows:
+        """One job's metrics by step, every column of its result file(s), e.g.
+        `[{"step": 1, "train_loss": 1.52, "train_accuracy": 0.0}, ...]`; a step lacks the metrics
+        its row left empty. Empty until the job's details are archived, or if it has no result file.
+
+        Raises ConfigError if there is no archive yet, DatabaseError if it cannot be read."""
+        return self.read(lambda conn: metrics_by_step(conn, job_id))
 
     def query_table(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Like `query` (same `sql`, same errors raised), as (column names, row tuples)."""

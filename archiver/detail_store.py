@@ -204,3 +204,13 @@ def known_files(conn: Connection, ids: list[str]) -> tuple[set[str], set[str]]:
             conn.execute(select(file_contents.c.file_id).where(file_contents.c.file_id.in_(chunk))).scalars()
         )
     return meta, content
+
+
+def metrics_by_step(conn: Connection, job_id: str) -> list[JSONObj]:
+    """A job's metrics as one dict per step, in step order (Archive.metrics)."""
+    m = job_metrics.c
+    query = select(m.step, m.metric, m.value).where(m.job_id == job_id).order_by(m.step, m.file_id, m.metric)
+    steps: dict[int, JSONObj] = {}
+    for step, metric, value in conn.execute(query):
+        steps.setdefault(step, {"step": step})[metric] = value
+    return list(steps.values())

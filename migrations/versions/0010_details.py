@@ -1,7 +1,8 @@
 """A job's details: its events, checkpoints, files, result file contents and the metrics parsed from them.
 
 job_details says, per final job, whether its details are archived, to be tried again (when), or
-cannot be had through its route (why). job_metric_steps puts the common metrics of a step side by side.
+cannot be had through its route (why). The view job_metric_steps puts the common metrics of a step
+side by side; job_final_metrics sums up each job's curve (final train loss, best validation loss).
 
 Revision ID: 0010
 Revises: 0007
@@ -39,6 +40,29 @@ def steps_view() -> str:
     )
     body = f"SELECT job_id, step,\n       {columns}\nFROM job_metrics\nGROUP BY job_id, step"
     return f"CREATE VIEW job_metric_steps AS\n{body}"
+
+
+FINAL_METRICS = """CREATE VIEW job_final_metrics AS
+WITH last AS (
+    SELECT job_id, count(*) AS steps, max(step) AS final_step FROM job_metric_steps GROUP BY job_id
+), best AS (
+    SELECT job_id, min(valid_loss) AS best_valid_loss, max(step) AS last_valid_step
+    FROM job_metric_steps WHERE valid_loss IS NOT NULL GROUP BY job_id
+), best_step AS (
+    SELECT s.job_id, min(s.step) AS best_valid_step
+    FROM job_metric_steps s JOIN best b ON b.job_id = s.job_id AND s.valid_loss = b.best_valid_loss
+    GROUP BY s.job_id
+)
+SELECT j.id AS job_id, j.model, j.method_type, j.status, j.created_at, j.trained_tokens,
+       j.n_epochs, j.batch_size, j.learning_rate_multiplier,
+       l.steps, l.final_step, f.train_loss AS final_train_loss, f.train_accuracy AS final_train_accuracy,
+       b.best_valid_loss, bs.best_valid_step, v.valid_loss AS final_valid_loss
+FROM jobs j
+JOIN last l ON l.job_id = j.id
+JOIN job_metric_steps f ON f.job_id = j.id AND f.step = l.final_step
+LEFT JOIN best b ON b.job_id = j.id
+LEFT JOIN best_step bs ON bs.job_id = j.id
+LEFT JOIN job_metric_steps v ON v.job_id = j.id AND v.step = b.last_valid_step"""
 
 
 def job_fk() -> sa.Column:  # type: ignore[type-arg]
@@ -121,9 +145,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_rejected_details_job_id", "rejected_details", ["job_id"])
     op.execute(steps_view())
+    op.execute(FINAL_METRICS)
 
 
 def downgrade() -> None:
+    op.execute("DROP VIEW job_final_metrics")
     op.execute("DROP VIEW job_metric_steps")
     for table in (
         "rejected_details",
