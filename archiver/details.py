@@ -73,6 +73,7 @@ class DetailsResult:
     unsupported: int = 0
     rejected: int = 0  # events, checkpoints and result rows that could not be read (kept raw)
     left: int = 0  # due but not reached this run (cut off, capped, or the API asked to wait)
+    requests: int = 0  # sent for details, retries included
     stopped: str | None = None  # why the run stopped fetching details early
 
 
@@ -214,10 +215,12 @@ def archive_details(
         claims = Claims(*ds.known_files(conn, sorted({f for job in capable for f in job.files})))
     log.info("fetching the details of %d jobs, %d at a time", len(capable), options.concurrency)
     stream = fetched(api, capable, claims, options, result)
+    before = api.requests
     try:
         for f, attempts in stream:
             with engine.begin() as conn:
                 result.rejected += ds.save_job(conn, f, run_id, attempts, options.max_bytes, time.time())
+            result.requests = api.requests - before
             if f.error is None:
                 result.done += 1
             else:
@@ -227,6 +230,7 @@ def archive_details(
                 on_progress(result)
     finally:
         stream.close()  # cut off: the threads stop before their next request
+        result.requests = api.requests - before
     result.left = capped - result.done - result.retry - result.unsupported
     return result
 

@@ -199,6 +199,7 @@ class FakeApi:
 class Handler(BaseHTTPRequestHandler):
     fake: FakeApi
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # the body follows the headers at once, not after a delayed ACK
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)

@@ -164,7 +164,7 @@ def run(archive: Archive, route: Portkey, report: dict[str, Any], **options: Any
         raise
     note(summary(result, report["database"]))
     report.update(run_id=result.run_id, mode=result.mode, **result.counters(), jobs_vanished=result.vanished)
-    if result.details is not None:
+    if result.details is not None and result.details.total:  # the run had details to fetch
         d = result.details
         report["details"] = {"jobs": d.done, "retry": d.retry, "unsupported": d.unsupported, "left": d.left}
     return result
@@ -245,23 +245,26 @@ def summary(r: SyncResult, where: str) -> str:
     from archiver.archive import human
 
     end = "\n" if sys.stderr.isatty() and not meta("quiet") else ""
+    listing = r.requests - (r.details.requests if r.details else 0)
     rejected = f", {r.rejected:,} rejected" if r.rejected else ""
     vanished = f", {r.vanished:,} vanished" if r.vanished else ""
     return (
         f"{end}Synced {plural(r.seen, 'job')} ({r.inserted:,} new, {r.updated:,} changed, "
-        f"{r.unchanged:,} unchanged{rejected}{vanished}) in {plural(r.pages, 'page')}{details(r)}, "
-        f"{plural(r.requests, 'request')}, into {where} in {human(r.elapsed)}"
+        f"{r.unchanged:,} unchanged{rejected}{vanished}) in {plural(r.pages, 'page')}, "
+        f"{plural(listing, 'request')}, into {where} in {human(r.elapsed)}{details(r)}"
     )
 
 
 def details(r: SyncResult) -> str:
-    """What the run did for details, when it did anything."""
+    """What the run did for details, when it fetched any: the summary line's end."""
     d = r.details
-    if d is None or not d.total:
+    if d is None or not (d.done or d.retry or d.left):
         return ""
     parts = [f"{d.retry:,} to retry" if d.retry else "", f"{d.left:,} left for later" if d.left else ""]
     more = ", ".join(p for p in parts if p)
-    return f", the details of {plural(d.done, 'job')}{f' ({more})' if more else ''}"
+    return f"; the details of {plural(d.done, 'job')}{f' ({more})' if more else ''} in " + plural(
+        d.requests, "request"
+    )
 
 
 def plural(n: int, word: str) -> str:
