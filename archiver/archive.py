@@ -16,6 +16,9 @@ from sqlalchemy.exc import DBAPIError
 
 from archiver import db, ledger, lock, reports
 from archiver.client import Settings, make_api
+from archiver.detail_store import metrics_by_step
+from archiver.details import CONCURRENCY, MAX_BYTES, DetailOptions, DetailsResult
+from archiver.details import status_lines as details_status
 from archiver.errors import ConfigError
 from archiver.portkey import Portkey
 from archiver.sync import SyncResult, sync
@@ -31,7 +34,7 @@ class Health:
     verdict: str  # OK, PARTIAL (a success, but the archive knows it is incomplete), STALE or FAILED
     lines: list[str]  # the verdict and why, then the last success: what `archiver status` prints
     last_success: dict[str, Any] | None  # the newest succeeded run (its sync_runs row)
-    coverage: list[str]  # open gaps: what the next sync will walk, or what this route cannot reach
+    coverage: list[str]  # open gaps, and final jobs without details: what the next sync fetches, or why not
     running: dict[str, Any] | None = None  # the sync running now: run_id, pid, started_at, jobs_seen
 
     @property
@@ -123,6 +126,11 @@ class Archive:
         on_page: Callable[[SyncResult], None] | None = None,
         on_migrate: Callable[[str], None] | None = None,
         limit: int | None = None,
+        details: bool = True,
+        details_concurrency: int = CONCURRENCY,
+        details_max_jobs: int | None = None,
+        details_max_bytes: int = MAX_BYTES,
+        on_details: Callable[[DetailsResult], None] | None = None,
     ) -> SyncResult:
         """Copy new and changed jobs (all of them with `full`) into the archive.
 
@@ -141,6 +149,12 @@ class Archive:
             on_page: called with the running totals after each page (a progress display).
             on_migrate: called with the old revision, before the walk, if the schema was migrated.
             limit: the old name of `page_size` (a DeprecationWarning); it never capped the jobs synced.
+            details: then archive the details (events, checkpoints, files, result metrics) of
+                every final job that lacks them (archiver/details.py); False skips them this run.
+            details_concurrency: jobs whose details are fetched at once.
+            details_max_jobs: fetch the details of at most this many jobs this run (None: all).
+            details_max_bytes: the largest result file kept (a larger one is recorded, not kept).
+            on_details: called with the details' running totals after each job.
 
         Returns:
             the run's SyncResult (counters, `run_id`, `partial` coverage, `migrated_from`).
@@ -159,6 +173,9 @@ class Archive:
             ("page_size", page_size, 1, 10_000),
             ("parallel", parallel, 1, 32),
             ("max_retries", max_retries, 0, 20),
+            ("details_concurrency", details_concurrency, 1, 32),
+            ("details_max_jobs", 1 if details_max_jobs is None else details_max_jobs, 1, 10**9),
+            ("details_max_bytes", details_max_bytes, 1, 2**40),
         ):
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise ConfigError(f"{name} must be a whole number from {low} to {high}, not {value!r}")
@@ -194,6 +211,10 @@ class Archive:
                     parallel=parallel,
                     provider=route.provider_name,
                     on_page=on_page,
+                    details=DetailOptions(True, details_concurrency, details_max_jobs, details_max_bytes)
+                    if details
+                    else None,
+                    on_details=on_details,
                 )
         result.migrated_from = migrated
         return result
@@ -239,6 +260,14 @@ class Archive:
         """
         columns, rows = self.report_table(name, **params)
         return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    def metrics(self, job_id: str) -> Rows:
+        """One job's metrics by step, every column of its result file(s), e.g.
+        `[{"step": 1, "train_loss": 1.52, "train_accuracy": 0.0}, ...]`; a step lacks the metrics
+        its row left empty. Empty until the job's details are archived, or if it has no result file.
+
+        Raises ConfigError if there is no archive yet, DatabaseError if it cannot be read."""
+        return self.read(lambda conn: metrics_by_step(conn, job_id))
 
     def query_table(
         self, sql: str, params: dict[str, Any] | None = None
@@ -321,7 +350,8 @@ class Archive:
                 synced = db.current(conn) is not None
                 last = reports.last_run(conn) if synced else None
                 ok = reports.last_run(conn, "succeeded") if synced else None
-                coverage = ledger.coverage(conn) if synced else []
+                listing = ledger.coverage(conn) if synced else []
+                coverage = listing + (details_status(conn) if synced else [])
             pid = lock.lock_holder(engine) if last is not None and last.status == "running" else None
         now = time.time()
         running = None
@@ -333,10 +363,11 @@ class Archive:
                 "jobs_seen": last.jobs_seen,
             }
             # the gaps are the running sync's work in progress, not what a cut-off run left behind
-            coverage = [line for line in coverage if line.startswith("coverage: partial")]
+            listing = [line for line in listing if not line.startswith("coverage: a run was cut off")]
+            coverage = [line for line in coverage if not line.startswith("coverage: a run was cut off")]
         killed = last is not None and last.status == "running" and pid is None
         lines = verdict(last, ok, limit, now, killed)
-        if coverage and lines[0].startswith("OK"):  # the archive knows it is incomplete
+        if listing and lines[0].startswith("OK"):  # the archive knows its listing is incomplete
             lines[0] = "PARTIAL" + lines[0][2:] + "; the archive is incomplete, as said below"
         if running:
             lines.insert(1, running_line(running, last.mode if last is not None else "", now))

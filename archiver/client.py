@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -19,6 +19,8 @@ from archiver.log import redact_values
 from archiver.streams import ahead
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -48,6 +50,7 @@ class Api:
     counting: threading.Lock = field(default_factory=threading.Lock, repr=False)  # walks in parallel
     stopping: threading.Event = field(default_factory=threading.Event)  # the run failed: no more tries
     started: float = field(default_factory=time.monotonic)
+    hold_until: float = 0.0  # on `clock`: a 429 asked every request to wait until then
 
     def __enter__(self) -> "Api":
         return self
@@ -168,9 +171,10 @@ def path_segment(job_id: str) -> str:
 class Retry(Exception):
     """A failure worth another attempt; `delay` is what the server asked for, if anything."""
 
-    def __init__(self, message: str, delay: float | None = None) -> None:
+    def __init__(self, message: str, delay: float | None = None, status: int | None = None) -> None:
         super().__init__(message)
         self.delay = delay
+        self.status = status
 
 
 def request_json(
@@ -178,13 +182,24 @@ def request_json(
 ) -> tuple[dict[str, Any], str | None]:
     """GET a JSON object, retrying transient failures with backoff; everything else is ApiError.
     The waits between tries end early once `cancel` (else `api.stopping`) is set."""
+    return retrying(api, path, lambda: attempt_json(api, path, params), cancel)
+
+
+def retrying(api: Api, path: str, attempt_once: Callable[[], T], cancel: threading.Event | None = None) -> T:
+    """`attempt_once()` until it does not raise Retry: the retry policy of every request. A 429
+    holds back every request of this Api (threads fetching at once) for the wait it asked for."""
     s = api.settings
     stop = cancel or api.stopping
+    waited = 0.0  # the hold this call has waited out already
     for attempt in range(s.max_retries + 1):
         if stop.is_set() or api.stopping.is_set():
             raise ApiError(f"GET {path}: not sent, the walk is over")
+        if api.hold_until > waited:
+            waited = api.hold_until
+            if waited > api.clock():
+                (api.sleep or stop.wait)(waited - api.clock())
         try:
-            return attempt_json(api, path, params)
+            return attempt_once()
         except Retry as e:
             if attempt == s.max_retries:
                 raise ApiError(f"{e} (gave up after {attempt + 1} attempt{'s' if attempt else ''})") from None
@@ -197,6 +212,8 @@ def request_json(
             if s.max_time is not None and api.clock() - api.started + delay > s.max_time:
                 raise OutOfTime(f"{e}; out of time (--max-time {s.max_time:g}s)") from None
             log.warning("%s; retrying in %.2fs (attempt %d of %d)", e, delay, attempt + 2, s.max_retries + 1)
+            if e.status == 429:
+                api.hold_until = waited = max(api.hold_until, api.clock() + delay)
             (api.sleep or stop.wait)(delay)
     raise AssertionError("unreachable")
 
@@ -248,7 +265,7 @@ def parse_response(r: httpx.Response, where: str, secrets: Iterable[str] = ()) -
     if r.status_code >= 300 or r.status_code < 200:
         message = f"{where}: HTTP {r.status_code}{api_message(r, secrets)}"
         if should == "true" or (should != "false" and r.status_code in RETRY_STATUSES):
-            raise Retry(message, retry_after(r))
+            raise Retry(message, retry_after(r), r.status_code)
         raise final_error(r, message)
     try:
         body = r.json()

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from archiver import charts
+from archiver import charts, detail_charts
 from archiver.errors import ConfigError
 from archiver.reports import cell
 
@@ -32,7 +32,7 @@ CSP = (
 
 def render(conn: Connection, *, now: float | None = None) -> str:
     """The archive as one HTML page: charts of activity, durations, failures, tokens, jobs in flight,
-    sync health and coverage, with plotly.js inlined (needs the `dashboard` extra: plotly).
+    sync health, coverage and loss curves, with plotly.js inlined (needs the `dashboard` extra: plotly).
 
     conn: a connection to the archive (SQLite or PostgreSQL), read only.
     now: Unix seconds to measure ages from (the time of the call by default).
@@ -40,13 +40,14 @@ def render(conn: Connection, *, now: float | None = None) -> str:
     """
     go, plotly_js = load_plotly()
     now = time.time() if now is None else now
-    rows = {name: [tuple(r) for r in conn.execute(text(sql))] for name, sql in charts.QUERIES.items()}
+    queries = {**charts.QUERIES, **detail_charts.QUERIES}
+    rows = {name: [tuple(r) for r in conn.execute(text(sql))] for name, sql in queries.items()}
     tables = {
         "failures": table(["code", "message", "jobs"], rows["failure_messages"]),
         "in_flight": in_flight_table(rows, now),
         "coverage": gaps_table(rows),
     }
-    drawn = charts.draw(go, rows, now)
+    drawn = charts.draw(go, rows, now) + detail_charts.draw(go, rows)
     cards = "\n".join(card(key, title, fig, tables.get(key, "")) for key, title, fig in drawn)
     return page(
         "Fine-tuning job archive",

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from archiver import reports
+from archiver.datasette_details import DETAIL_TABLES
 
 # SQLite (Datasette is SQLite only): a blank field is NULL, a date or ISO time becomes Unix seconds.
 DATASETTE_BINDS = {
@@ -24,6 +25,7 @@ PARAMETER_HELP = {
     "until": "until: a date (UTC), excluded; blank for all time",
     "limit": "limit: how many rows at most (default 1000)",
     "job_id": "job_id: the job's id, e.g. ftjob-abc123",
+    "model": "model: the base model, e.g. gpt-4o-mini-2024-07-18",
 }
 
 JOB = {
@@ -201,11 +203,17 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         },
     ),
 }
+TABLES.update(DETAIL_TABLES)
 FACETS = {
     "jobs": ["status", "status_class", "model", "provider"],
     "job_summary": ["status", "status_class", "model", "provider"],
     "sync_runs": ["status", "mode"],
     "sync_run_summary": ["status", "mode"],
+    "job_details": ["state"],
+    "job_events": ["level", "type"],
+    "job_metrics": ["metric"],
+    "files": ["purpose", "status"],
+    "rejected_details": ["kind"],
 }
 SORT_DESC = {"jobs": "created_at", "job_summary": "created_at", "sync_runs": "id", "sync_run_summary": "id"}
 

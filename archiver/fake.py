@@ -93,6 +93,14 @@ class FakeApi:
         # The single-job GET's body text for a job, when the route serves it otherwise than the
         # list does (the gateway re-serializes it, renames Azure's statuses, ...); None: as listed.
         self.retrieved: Callable[[dict[str, Any]], str] | None = None
+        # A job's details (archiver/fake_details.py fills them): OpenAI's shapes, events newest first.
+        self.files: dict[str, dict[str, Any]] = {}
+        self.contents: dict[str, bytes] = {}
+        self.events: dict[str, list[Any]] = {}
+        self.checkpoints: dict[str, list[Any]] = {}
+        self.detail_delay = 0.0  # added to every request for a detail
+        self.detail_max_limit: int | None = None  # the most events or checkpoints a page holds
+        self.broken: dict[str, Reply] = {}  # path -> the reply every request for it gets
 
     def served(self, job: Any) -> Any:
         return {**job, **self.odd[job["id"]]} if isinstance(job, dict) and job.get("id") in self.odd else job
@@ -124,7 +132,36 @@ class FakeApi:
             return self.list_page(params)
         if parts[-3:-1] == ["fine_tuning", "jobs"]:
             return self.one_job(unquote(parts[-1]))
+        if self.detail_delay:
+            time.sleep(self.detail_delay)
+        if path in self.broken:
+            return self.broken[path]
+        return self.detail(parts, params)
+
+    def detail(self, parts: list[str], params: dict[str, str]) -> Reply:
+        """Files, their contents, and a job's events and checkpoints, as OpenAI serves them."""
+        if parts[-2:-1] == ["files"] and unquote(parts[-1]) in self.files:
+            return json_reply(200, self.files[unquote(parts[-1])])
+        if parts[-3:-2] == ["files"] and parts[-1] == "content" and unquote(parts[-2]) in self.contents:
+            body = self.contents[unquote(parts[-2])]
+            return Reply(200, body, {"content-type": "application/octet-stream"})
+        if parts[-4:-2] == ["fine_tuning", "jobs"] and parts[-1] in ("events", "checkpoints"):
+            job_id = unquote(parts[-2])
+            if not any(isinstance(j, dict) and j.get("id") == job_id for j in self.jobs):
+                return error_reply(404, f"No fine-tuning job found with id {job_id}")
+            items = (self.events if parts[-1] == "events" else self.checkpoints).get(job_id, [])
+            return self.detail_page(items, params, 20 if parts[-1] == "events" else 10)
         return error_reply(404, "Not found")
+
+    def detail_page(self, items: list[Any], params: dict[str, str], default: int) -> Reply:
+        limit = min(int(params.get("limit", default)), self.detail_max_limit or 10**9)
+        ids = [item.get("id") if isinstance(item, dict) else None for item in items]
+        start = ids.index(params["after"]) + 1 if "after" in params and params["after"] in ids else 0
+        data = items[start : start + limit]
+        page = {"object": "list", "data": data, "has_more": start + limit < len(items)}
+        if data:
+            page |= {"first_id": ids[start], "last_id": ids[start + len(data) - 1]}
+        return json_reply(200, page)
 
     def list_page(self, params: dict[str, str]) -> Reply:
         try:
@@ -183,6 +220,7 @@ class FakeApi:
 class Handler(BaseHTTPRequestHandler):
     fake: FakeApi
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # the body follows the headers at once, not after a delayed ACK
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)

@@ -2,6 +2,10 @@
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from archiver.details import DetailsResult
 
 
 @dataclass
@@ -22,6 +26,7 @@ class SyncResult:
     partial: str | None = None  # why part of the history is unreachable through this route
     migrated_from: str | None = None  # the schema revision before this run migrated it, if it did
     unrefreshed: dict[str, str] = field(default_factory=dict)  # in-flight jobs whose GET failed: why
+    details: "DetailsResult | None" = None  # what the run did for the details of final jobs
     started: float = field(default_factory=time.monotonic, repr=False)
 
     @property

@@ -43,6 +43,7 @@ from sqlalchemy.exc import DBAPIError
 from archiver import cursors, interrupts, ledger
 from archiver.client import Api, Page, iter_pages
 from archiver.db import database_error
+from archiver.details import DetailOptions, DetailsResult, archive_details
 from archiver.errors import ApiError, ArchiverError, Interrupted
 from archiver.ledger import Gap
 from archiver.parallel import cut_points, walk_parallel
@@ -68,6 +69,8 @@ def sync(
     provider: str = "unknown",
     parallel: int = 1,
     on_page: Callable[[SyncResult], None] | None = None,
+    details: DetailOptions | None = None,
+    on_details: Callable[[DetailsResult], None] | None = None,
 ) -> SyncResult:
     """Archive the job list. The caller holds the run lock; the run is recorded in sync_runs
     whatever happens (a run left `running` by a killed process becomes `abandoned` here)."""
@@ -81,6 +84,8 @@ def sync(
             waiting = ledger.failing_in_flight(conn)
         run.unrefreshed = {**{i: f"not asked again yet: {e}" for i, e in waiting.items()}, **run.unrefreshed}
         run.result.unrefreshed = dict(run.unrefreshed)
+        if details is not None:  # then the details of the jobs that became final
+            run.result.details = archive_details(api, engine, run.result.run_id, details, on_details)
     except BaseException as e:
         if run is None:  # nothing was recorded: the caller says where the database failed
             raise

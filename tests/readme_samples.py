@@ -28,6 +28,10 @@ BEGIN = "<!-- report samples: made by tests/readme_samples.py from tests/test_re
 END = "<!-- end of report samples -->\n"
 # Parameters that have no fixed default: the samples name them, so each command prints what is shown.
 ARGS = {"job_timeline": ["--param", "job_id=ftjob-a2"], "in_flight": ["--param", "now=2026-02-11"]}
+ARGS |= {
+    "training_curve": ["--param", "job_id=ftjob-a2"],
+    "model_comparison": ["--param", "model=gpt-4o-mini"],
+}
 
 
 def samples(url: str) -> str:

@@ -26,6 +26,7 @@ from tests.test_sync import api_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 KEYS = ["jobs_per_month", "durations", "failures", "tokens", "in_flight", "sync_health", "coverage"]
+DETAIL_KEYS = ["loss_curves", "best_vs_final"]  # empty here: tests/test_detail_dashboard.py draws them
 SCRIPT_CODE = "</script><script>alert(1)</script>"  # an error code that must stay text
 NOW = 1_790_000_000 + 48 * 3600  # after the newest job
 
@@ -148,7 +149,7 @@ def test_an_empty_archive_renders_with_nothing_to_draw(engine: sa.Engine) -> Non
     with engine.connect() as conn:
         page = dashboard.render(conn, now=NOW)
     assert payloads(page) == {}
-    assert page.count("Nothing to show yet.") == len(KEYS)
+    assert page.count("Nothing to show yet.") == len(KEYS + DETAIL_KEYS)
     assert "<b>never</b><span>last sync</span>" in page
 
 
@@ -222,7 +223,7 @@ def test_chromium_draws_every_chart_without_errors(chromium: Path, tmp_path: Pat
     assert '<html lang="en" data-rendered="ok">' in dom, re.findall(r"data-errors=\"[^\"]*\"", dom)
     assert "data-errors" not in dom
     sections = dict(re.findall(r'<section data-chart="(\w+)"[^>]*>(.*?)</section>', dom, re.S))
-    assert list(sections) == KEYS
+    assert list(sections) == KEYS + DETAIL_KEYS
     for key, spec in payloads(page).items():
         points = sum(len(t.get("x") or []) for t in spec["data"])  # one mark per bar, box or marker
         horizontal = any(t.get("orientation") == "h" for t in spec["data"])

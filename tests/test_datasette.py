@@ -11,13 +11,17 @@ from datasette.app import Datasette
 
 from archiver import db, reports
 from archiver.datasette import metadata
+from archiver.details import DetailOptions
+from archiver.fake_details import add_details
 from archiver.sync import sync
 from tests.fake_api import FakeApi, make_jobs
 from tests.test_sync import api_for
 
 TABLES = {"jobs", "errors", "result_files", "integrations", "tags", "job_history", "sync_runs", "sync_gaps"}
 TABLES |= {"rejected_items", "alembic_version"}
-VIEWS = {"job_summary", "job_history_fields", "sync_run_summary"}
+VIEWS = {"job_summary", "job_history_fields", "sync_run_summary", "job_metric_steps", "job_final_metrics"}
+TABLES |= {"job_details", "job_events", "job_checkpoints", "files", "file_contents", "job_metrics"}
+TABLES |= {"rejected_details"}
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +30,9 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("datasette") / "archive.db"
     engine = db.make_engine(db.parse_url(str(path)))
     db.upgrade(engine)
-    sync(api_for(FakeApi(make_jobs(300, seed=3))), engine, limit=100, provider="openai")
+    fake = FakeApi(make_jobs(300, seed=3))
+    add_details(fake, seed=3)
+    sync(api_for(fake), engine, limit=100, provider="openai", details=DetailOptions())
     engine.dispose()
     return path
 
@@ -54,10 +60,11 @@ def first_job_id(path: Path) -> str:
 
 def test_every_canned_query_runs_with_no_input_and_returns_rows(archive: Path) -> None:
     job_id = first_job_id(archive)
-    urls = {
-        name: f"/archive/{name}.json?_shape=objects" + (f"&job_id={job_id}" if name == "job_timeline" else "")
-        for name in reports.names()
-    }
+    with sa.create_engine(f"sqlite:///{archive}").connect() as conn:
+        trained, model = conn.execute(sa.text("SELECT job_id, model FROM job_final_metrics LIMIT 1")).one()
+    given = {"job_timeline": f"&job_id={job_id}", "training_curve": f"&job_id={trained}"}
+    given["model_comparison"] = f"&model={model}"
+    urls = {name: f"/archive/{name}.json?_shape=objects" + given.get(name, "") for name in reports.names()}
     pages = [f"/archive/{name}" for name in reports.names()]  # the form and the table a person sees
     got = get_all(archive, list(urls.values()) + pages)
     for name, url in urls.items():

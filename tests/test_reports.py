@@ -16,6 +16,7 @@ from archiver import reports
 from archiver.sync import sync
 from tests.conftest import cli_env, run_cli
 from tests.fake_api import FakeApi
+from tests.test_detail_reports import DETAIL_REPORTS
 from tests.test_sync import api_for
 
 T0 = 1767225600  # 2026-01-01 00:00:00 UTC
@@ -220,7 +221,7 @@ ALL = {"since": 0, "until": 253402300799, "now": NOW, "limit": 1000}
 
 
 def test_every_report_is_tested() -> None:
-    assert set(reports.names()) == {*EXPECTED, "job_timeline"}
+    assert set(reports.names()) == {*EXPECTED, "job_timeline", *DETAIL_REPORTS}  # those: test_detail_reports
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -568,11 +569,13 @@ def test_every_report_and_view_reads_nul_and_lone_surrogates_as_u_fffd_on_both_b
     sync(api_for(fake), engine)
     with engine.connect() as conn:
         views = sorted(sa.inspect(conn).get_view_names())
-        assert views == ["job_history_fields", "job_summary", "sync_run_summary"]
+        details = ["job_final_metrics", "job_metric_steps"]  # tests/test_detail_reports.py
+        assert views == sorted(["job_history_fields", "job_summary", "sync_run_summary", *details])
         selected = {v: [r._asdict() for r in conn.execute(sa.text(f"SELECT * FROM {v}"))] for v in views}
         ran = {}
         for name in reports.names():
-            params = {**ALL, "job_id": "ftjob-n1"} if name == "job_timeline" else dict(ALL)
+            extra = {"job_timeline": {"job_id": "ftjob-n1"}, "training_curve": {"job_id": "ftjob-n1"}}
+            params = {**ALL, **extra.get(name, {"model": safe} if name == "model_comparison" else {})}
             columns, rows = reports.run_report(conn, name, params)
             ran[name] = [dict(zip(columns, row, strict=True)) for row in rows]
     texts = [v for out in (selected, ran) for rows in out.values() for row in rows for v in row.values()]

@@ -7,7 +7,8 @@ last page or the first page again; single-job GETs fail now and then (404 once, 
 Invariant, after every sync that completes with every in-flight job refreshed (what exits 0):
 the archive equals the API, table by table, plus the jobs the API no longer lists, which stay
 archived; no listed job is marked vanished; no gap is left open; after a full walk every archived
-job that is no longer listed is marked. A run that could not refresh some jobs (exit 5) leaves
+job that is no longer listed is marked; every listed final job has its details, its events and
+checkpoints equal to what the API serves. A run that could not refresh some jobs (exit 5) leaves
 only those as they were.
 
     ARCHIVER_STATEFUL_EXAMPLES=2000 pytest tests/test_stateful.py   # the long run, by hand
@@ -26,10 +27,25 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
 
 from archiver.canonical import canonical_json
+from archiver.details import DetailOptions
 from archiver.errors import ApiError
-from archiver.models import CHILD_TABLES, job_history, jobs, sync_gaps, sync_runs
+from archiver.fake_details import add_details
+from archiver.models import (
+    CHILD_TABLES,
+    DETAIL_TABLES,
+    file_contents,
+    files,
+    job_checkpoints,
+    job_details,
+    job_events,
+    job_history,
+    jobs,
+    sync_gaps,
+    sync_runs,
+)
 from archiver.sync import sync
 from tests.conftest import expected_archive, read_archive
+from tests.details_oracle import FINAL, final_jobs
 from tests.fake_api import FakeApi, add_new_jobs, error_reply, finish_job
 from tests.test_sync import api_for
 
@@ -48,7 +64,9 @@ ODD_FIELDS: list[dict[str, Any]] = [
 
 def empty_archive(engine: sa.Engine) -> None:
     with engine.begin() as conn:
-        for table in (*CHILD_TABLES, job_history, jobs, sync_gaps, sync_runs):
+        for table in (*DETAIL_TABLES, job_details, files, file_contents, *CHILD_TABLES, job_history, jobs):
+            conn.execute(table.delete())
+        for table in (sync_gaps, sync_runs):
             conn.execute(table.delete())
 
 
@@ -150,11 +168,10 @@ def test_archive_equals_source_after_every_completed_sync(engine: sa.Engine) -> 
                 return
             job = self.fake.jobs.pop(data.draw(st.sampled_from(moving)))
             at = data.draw(st.integers(0, len(self.fake.jobs)))
-            near = self.fake.jobs[min(at, len(self.fake.jobs) - 1)] if self.fake.jobs else job
-            job["created_at"] = near["created_at"] + (
-                1 if at == len(self.fake.jobs) and self.fake.jobs else 0
-            )
-            job["created_at"] -= 2 if at == len(self.fake.jobs) and self.fake.jobs else 0
+            if at < len(self.fake.jobs):  # in the same second as the job it is now listed before
+                job["created_at"] = self.fake.jobs[at]["created_at"]
+            elif self.fake.jobs:  # the oldest
+                job["created_at"] = self.fake.jobs[-1]["created_at"] - 1
             self.fake.jobs.insert(at, job)
 
         @rule(data=st.data(), failures=st.integers(1, 14), kind=st.sampled_from([404, 500]))
@@ -173,10 +190,23 @@ def test_archive_equals_source_after_every_completed_sync(engine: sa.Engine) -> 
                 if job["status"] in NEXT and data.draw(st.booleans()):
                     job["hyperparameters"] = {"n_epochs": 3, "learning_rate_multiplier": 2.0, "lr": 1e-05}
 
+        def serve_details(self) -> None:
+            """A job's details exist upstream from the moment it is final."""
+            final = {j["id"] for j in final_jobs(self.fake)} - self.fake.events.keys()
+            add_details(self.fake, seed=self.rng.randrange(2**32), only=final)
+
         @rule(full=st.booleans(), limit=st.sampled_from([7, 20, 50]), parallel=st.sampled_from([1, 2, 4]))
         def sync_completes(self, full: bool, limit: int, parallel: int) -> None:
-            result = sync(api_for(self.fake), engine, full=full, limit=limit, parallel=parallel)
+            self.serve_details()
+            with engine.begin() as conn:  # time enough passes for the back-off of failed details
+                conn.execute(
+                    sa.update(job_details).where(job_details.c.state == "retry").values(next_try_at=0)
+                )
+            result = sync(
+                api_for(self.fake), engine, full=full, limit=limit, parallel=parallel, details=DetailOptions()
+            )
             self.check(full and not result.unrefreshed, set(result.unrefreshed))
+            self.check_details()
 
         @rule(
             pages=st.integers(0, 6),
@@ -186,8 +216,10 @@ def test_archive_equals_source_after_every_completed_sync(engine: sa.Engine) -> 
         )
         def sync_cut_off(self, pages: int, full: bool, limit: int, parallel: int) -> None:
             self.fake.outage_after = self.fake.pages_served + pages
+            self.serve_details()
             try:
-                sync(api_for(self.fake, max_retries=0), engine, full=full, limit=limit, parallel=parallel)
+                api = api_for(self.fake, max_retries=0)
+                sync(api, engine, full=full, limit=limit, parallel=parallel, details=DetailOptions())
             except ApiError:
                 pass
             finally:
@@ -215,6 +247,24 @@ def test_archive_equals_source_after_every_completed_sync(engine: sa.Engine) -> 
             assert not [i for i in listed if marks.get(i)], "a listed job is marked vanished"
             if full:
                 assert all(marks[i] for i in marks.keys() - listed), "a full walk missed a vanished job"
+
+        def check_details(self) -> None:
+            listed = {j["id"] for j in self.fake.jobs}
+            with engine.connect() as conn:
+                final = (
+                    set(conn.execute(sa.select(jobs.c.id).where(jobs.c.status_class.in_(FINAL))).scalars())
+                    & listed
+                )
+                states = dict(conn.execute(sa.select(job_details.c.job_id, job_details.c.state)).all())
+                events = conn.execute(sa.select(job_events.c.job_id, job_events.c.raw)).all()
+                checkpoints = conn.execute(sa.select(job_checkpoints.c.job_id, job_checkpoints.c.raw)).all()
+            assert {i: states.get(i) for i in final} == dict.fromkeys(final, "done"), (
+                "a final job lacks details"
+            )
+            for table, rows in (("events", events), ("checkpoints", checkpoints)):
+                served = getattr(self.fake, table)
+                got = sorted((i, r["id"]) for i, r in rows if i in final)
+                assert got == sorted((i, e["id"]) for i in final for e in served.get(i, [])), table
 
     run_state_machine_as_test(
         Archive,

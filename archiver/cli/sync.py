@@ -85,6 +85,23 @@ def setting(
     click.IntRange(1, 32),
     "With --full, walk this many parts of the archived history at once (1: one walk).",
 )
+@click.option(
+    "--details/--no-details",
+    default=True,
+    envvar="ARCHIVER_DETAILS",
+    show_envvar=True,
+    help="Then archive the events, checkpoints, files and metrics of jobs that became final.",
+)
+@setting("--details-concurrency", 4, click.IntRange(1, 32), "Jobs whose details are fetched at once.")
+@setting(
+    "--details-max-jobs", None, click.IntRange(1), "Fetch the details of at most this many jobs this run."
+)
+@setting(
+    "--details-max-bytes",
+    50_000_000,
+    click.IntRange(1),
+    "Largest result file kept; a larger one is recorded with its size, not kept.",
+)
 @click.option("--no-migrate", is_flag=True, help="Refuse an outdated schema instead of migrating it.")
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout, on failure too."
@@ -159,15 +176,19 @@ def page_size_from(ctx: click.Context, options: dict[str, Any]) -> None:
 def run(archive: Archive, route: Portkey, report: dict[str, Any], **options: Any) -> SyncResult:
     """The run itself; `report` gains the run's id, mode and counters once the run has started."""
     interrupts.install()
-    on_page = progress() if sys.stderr.isatty() and not meta("quiet") else None
+    shown = sys.stderr.isatty() and not meta("quiet")
+    on_page, on_details = (progress(), details_progress()) if shown else (None, None)
     try:
-        result = archive.sync(route, on_page=on_page, on_migrate=migrated, **options)
+        result = archive.sync(route, on_page=on_page, on_migrate=migrated, on_details=on_details, **options)
     except (ArchiverError, Interrupted, KeyboardInterrupt):
         report.update(recorded_run(archive))
         raise
     note(summary(result, report["database"]))
     report.update(run_id=result.run_id, mode=result.mode, **result.counters(), jobs_vanished=result.vanished)
     report["unrefreshed"] = [{"job_id": i, "error": log.redact(e)} for i, e in result.unrefreshed.items()]
+    if result.details is not None and result.details.total:  # the run had details to fetch
+        d = result.details
+        report["details"] = {"jobs": d.done, "retry": d.retry, "unsupported": d.unsupported, "left": d.left}
     return result
 
 
@@ -216,16 +237,41 @@ def progress() -> Any:
     return show
 
 
+def details_progress() -> Any:
+    """The details' line on a terminal: jobs done of those due, and the rate."""
+    started = time.monotonic()
+
+    def show(d: Any) -> None:
+        done = d.done + d.retry + d.unsupported
+        rate = done / max(time.monotonic() - started, 1e-9)
+        click.echo(f"\r\x1b[Kdetails: {done:,} of {d.total:,} jobs, {rate:,.1f} jobs/s", err=True, nl=False)
+
+    return show
+
+
 def summary(r: SyncResult, where: str) -> str:
     from archiver.archive import human
 
     end = "\n" if sys.stderr.isatty() and not meta("quiet") else ""
+    listing = r.requests - (r.details.requests if r.details else 0)
     rejected = f", {r.rejected:,} rejected" if r.rejected else ""
     vanished = f", {r.vanished:,} vanished" if r.vanished else ""
     return (
         f"{end}Synced {plural(r.seen, 'job')} ({r.inserted:,} new, {r.updated:,} changed, "
         f"{r.unchanged:,} unchanged{rejected}{vanished}) in {plural(r.pages, 'page')}, "
-        f"{plural(r.requests, 'request')}, into {where} in {human(r.elapsed)}"
+        f"{plural(listing, 'request')}, into {where} in {human(r.elapsed)}{details(r)}"
+    )
+
+
+def details(r: SyncResult) -> str:
+    """What the run did for details, when it fetched any: the summary line's end."""
+    d = r.details
+    if d is None or not (d.done or d.retry or d.left):
+        return ""
+    parts = [f"{d.retry:,} to retry" if d.retry else "", f"{d.left:,} left for later" if d.left else ""]
+    more = ", ".join(p for p in parts if p)
+    return f"; the details of {plural(d.done, 'job')}{f' ({more})' if more else ''} in " + plural(
+        d.requests, "request"
     )
 
 
