@@ -52,7 +52,7 @@ def test_sync_through_the_gateway_archives_every_detail_as_served(
     fake, metrics = final_fake(12, seed=60)
     with openai_route(gateway, provider, fake) as env:
         done = run_cli(
-            "sync", "--limit=5", env=cli_env(env["PORTKEY_BASE_URL"], ARCHIVER_DATABASE_URL=db_url, **env)
+            "sync", "--page-size=5", env=cli_env(env["PORTKEY_BASE_URL"], ARCHIVER_DATABASE_URL=db_url, **env)
         )
         assert done.returncode == 0, done.stderr
         fake.requests.clear()
@@ -80,7 +80,7 @@ def test_a_route_the_gateway_cannot_reach_details_through_is_recorded_once_and_n
     jobs = nf.make_native_jobs(provider, 12)
     with gateway_route(provider, jobs=jobs, accept_job_id_as_token=True) as route:
         env = cli_env(route.base_url, ARCHIVER_DATABASE_URL=db_url, **route.env)
-        done = run_cli("sync", "--limit=50", env=env)
+        done = run_cli("sync", "--page-size=50", env=env)
         assert done.returncode == 0, done.stderr
         asked = [r.path for r in route.fake.requests]
         route.fake.requests.clear()
