@@ -266,6 +266,9 @@ class Archive:
         `[{"step": 1, "train_loss": 1.52, "train_accuracy": 0.0}, ...]`; a step lacks the metrics
         its row left empty. Empty until the job's details are archived, or if it has no result file.
 
+        Args:
+            job_id: the job's id, as in `jobs.id`.
+
         Raises ConfigError if there is no archive yet, DatabaseError if it cannot be read."""
         return self.read(lambda conn: metrics_by_step(conn, job_id))
 
@@ -364,7 +367,11 @@ class Archive:
             }
             # the gaps are the running sync's work in progress, not what a cut-off run left behind
             listing = [line for line in listing if not line.startswith("coverage: a run was cut off")]
-            coverage = [line for line in coverage if not line.startswith("coverage: a run was cut off")]
+            coverage = [  # the running sync's work in progress is not missing yet
+                line
+                for line in coverage
+                if not line.startswith("coverage: a run was cut off") and "not fetched yet" not in line
+            ]
         killed = last is not None and last.status == "running" and pid is None
         lines = verdict(last, ok, limit, now, killed)
         if listing and lines[0].startswith("OK"):  # the archive knows its listing is incomplete
