@@ -251,6 +251,9 @@ class Archive:
         `[{"step": 1, "train_loss": 1.52, "train_accuracy": 0.0}, ...]`; a step lacks the metrics
         its row left empty. Empty until the job's details are archived, or if it has no result file.
 
+        Args:
+            job_id: the job's id, e.g. "ftjob-abc123".
+
         Raises ConfigError if there is no archive yet, DatabaseError if it cannot be read."""
         return self.read(lambda conn: metrics_by_step(conn, job_id))
 
