@@ -267,7 +267,7 @@ class Archive:
         its row left empty. Empty until the job's details are archived, or if it has no result file.
 
         Args:
-            job_id: the job's id, as in `jobs.id`.
+            job_id: the job's id, e.g. "ftjob-abc123".
 
         Raises ConfigError if there is no archive yet, DatabaseError if it cannot be read."""
         return self.read(lambda conn: metrics_by_step(conn, job_id))

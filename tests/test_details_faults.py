@@ -73,7 +73,7 @@ def test_a_failed_detail_is_retried_in_later_runs_with_growing_back_off(engine: 
 
 
 def test_a_429_holds_back_the_requests_of_every_thread(engine: sa.Engine) -> None:
-    fake, metrics = final_fake(12, seed=21)
+    fake, metrics = final_fake(40, seed=21)
     fake.faults.extend([None, error_reply(429, "Rate limit reached", **{"retry-after": "7"})])
     sleeps: list[tuple[str, float]] = []
 
@@ -84,10 +84,12 @@ def test_a_429_holds_back_the_requests_of_every_thread(engine: sa.Engine) -> Non
     api = make_api(settings, transport=httpx.MockTransport(fake), sleep=sleep, clock=lambda: 1000.0)
     sync(api, engine, details=DetailOptions(concurrency=4))
     assert_details_equal(engine, fake, metrics)
-    # The clock stands still, so the hold never ends: every thread waited out the 7 s the 429 asked
-    # for before its next request, not only the one that got it.
+    # The clock stands still, so the hold never ends: threads other than the one that got the 429
+    # waited out its 7 s before their next requests too. (Requests already under way when it came
+    # do not wait, at most two per thread; a thread may also find no job left to take.)
     assert {s for _, s in sleeps} == {7.0}
-    assert {name for name, _ in sleeps} == {f"details_{k}" for k in range(4)}
+    assert len({name for name, _ in sleeps}) >= 2
+    assert len(sleeps) >= len(fake.requests) - 2 - 2 * 4
 
 
 def test_a_storm_of_429s_ends_with_every_detail_archived(engine: sa.Engine) -> None:
