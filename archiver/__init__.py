@@ -37,7 +37,7 @@ __all__ = [
 
 _HOMES = {
     "Archive": "archiver.archive",
-    "Health": "archiver.archive",
+    "Health": "archiver.health",
     "Portkey": "archiver.portkey",
     "SyncResult": "archiver.sync",
     "log_filter": "archiver.log",
@@ -49,7 +49,7 @@ _HOMES = {
 }
 
 if TYPE_CHECKING:
-    from archiver.archive import Archive, Health
+    from archiver.archive import Archive
     from archiver.errors import (
         ApiError,
         ArchiverError,
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
         TryLater,
         Unrefreshed,
     )
+    from archiver.health import Health
     from archiver.log import log_filter
     from archiver.portkey import Portkey
     from archiver.sync import SyncResult

@@ -2,12 +2,10 @@
 
 import math
 import os
-import re
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, inspect
@@ -20,26 +18,12 @@ from archiver.detail_store import metrics_by_step
 from archiver.details import CONCURRENCY, MAX_BYTES, DetailOptions, DetailsResult
 from archiver.details import status_lines as details_status
 from archiver.errors import ConfigError
+from archiver.health import Health, judge, parse_age
 from archiver.portkey import Portkey
 from archiver.sync import SyncResult, sync
 
 Rows = list[dict[str, Any]]
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Health:
-    """The verdict of `Archive.status`; `ok` is False when `verdict` is STALE or FAILED."""
-
-    verdict: str  # OK, PARTIAL (a success, but the archive knows it is incomplete), STALE or FAILED
-    lines: list[str]  # the verdict and why, then the last success: what `archiver status` prints
-    last_success: dict[str, Any] | None  # the newest succeeded run (its sync_runs row)
-    coverage: list[str]  # open gaps, and final jobs without details: what the next sync fetches, or why not
-    running: dict[str, Any] | None = None  # the sync running now: run_id, pid, started_at, jobs_seen
-
-    @property
-    def ok(self) -> bool:
-        return self.verdict == "OK"
 
 
 class Archive:
@@ -354,87 +338,6 @@ class Archive:
                 last = reports.last_run(conn) if synced else None
                 ok = reports.last_run(conn, "succeeded") if synced else None
                 listing = ledger.coverage(conn) if synced else []
-                coverage = listing + (details_status(conn) if synced else [])
+                details = details_status(conn) if synced else []
             pid = lock.lock_holder(engine) if last is not None and last.status == "running" else None
-        now = time.time()
-        running = None
-        if pid is not None and last is not None:
-            running = {
-                "run_id": last.id,
-                "pid": pid,
-                "started_at": last.started_at,
-                "jobs_seen": last.jobs_seen,
-            }
-            # the gaps are the running sync's work in progress, not what a cut-off run left behind
-            listing = [line for line in listing if not line.startswith("coverage: a run was cut off")]
-            coverage = [  # the running sync's work in progress is not missing yet
-                line
-                for line in coverage
-                if not line.startswith("coverage: a run was cut off") and "not fetched yet" not in line
-            ]
-        killed = last is not None and last.status == "running" and pid is None
-        lines = verdict(last, ok, limit, now, killed)
-        if listing and lines[0].startswith("OK"):  # the archive knows its listing is incomplete
-            lines[0] = "PARTIAL" + lines[0][2:] + "; the archive is incomplete, as said below"
-        if running:
-            lines.insert(1, running_line(running, last.mode if last is not None else "", now))
-        return Health(lines[0].split(":")[0], lines, ok._asdict() if ok else None, coverage, running)
-
-
-def running_line(running: dict[str, Any], mode: str, now: float) -> str:
-    """What `archiver status` says of the sync running now."""
-    return (
-        f"a sync is running: run {running['run_id']} ({mode}), pid {running['pid']}, since "
-        f"{reports.utc(running['started_at'])} ({human(now - running['started_at'])} ago), "
-        f"{running['jobs_seen'] or 0:,} jobs so far"
-    )
-
-
-def verdict(last: Any, ok: Any, max_age: float | None, now: float, killed: bool = False) -> list[str]:
-    """The verdict first (OK, STALE or FAILED) and why; then the last success, if it is not the verdict.
-
-    `killed`: the last run is marked running but no sync holds the lock.
-    """
-    limit = f" (max age {human(max_age)})" if max_age is not None else ""
-    age = 0.0
-    if ok is None:
-        success = "never synced successfully"
-    else:
-        age = now - (ok.finished_at or ok.started_at)
-        success = (
-            f"last successful sync {human(age)} ago{limit}: run {ok.id} at {reports.utc(ok.finished_at)}"
-        )
-    if last is not None and (killed or last.status not in ("succeeded", "running")):
-        if killed:
-            ago = human(now - last.started_at)
-            why = f"started {ago} ago and is marked running, but no sync holds the lock: it was killed"
-        else:
-            ago = human(now - (last.finished_at or last.started_at))
-            why = f"{last.status} {ago} ago: {last.error or 'no error recorded'}"
-        return [f"FAILED: last run {last.id} {why}", success]
-    if ok is None or (max_age is not None and age > max_age):
-        return [f"STALE: {success}"]
-    return [f"OK: {success}"]
-
-
-def parse_age(value: str) -> float:
-    """90, 90s, 30m, 2h, 1d -> seconds; ConfigError naming --max-age otherwise."""
-    match = AGE.fullmatch(value)
-    if not match:
-        raise ConfigError(
-            f"--max-age {value!r} is not an age: use a number with s, m, h or d, e.g. 90m or 2h"
-        )
-    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
-
-
-AGE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*")
-
-
-def human(seconds: float) -> str:
-    """A duration in the unit a person reads best: 85 ms, 12.3 s, 4.5 min, 3.2 h, 1.5 d."""
-    if round(seconds * 1000) < 1000:
-        return f"{seconds * 1000:.0f} ms"
-    for size, unit, upto in ((1, "s", 60), (60, "min", 60), (3600, "h", 24)):
-        if round(seconds / size, 1) < upto:
-            return f"{round(seconds / size, 1):g} {unit}"
-    return f"{round(seconds / 86400, 1):g} d"
+        return judge(last, ok, limit, time.time(), pid, listing, details)

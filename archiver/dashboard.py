@@ -22,7 +22,7 @@ from sqlalchemy import Connection, text
 
 from archiver import charts, detail_charts
 from archiver.errors import ConfigError
-from archiver.reports import cell
+from archiver.render import cell
 
 CSP = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "

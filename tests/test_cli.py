@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from archiver import db
-from archiver.archive import human
 from archiver.cli import cli
 from archiver.errors import ApiError
+from archiver.health import human
 from archiver.ledger import start_run
 from archiver.sync import sync
 from tests.conftest import assert_archive_equals, cli_env, count_rows, run_cli
@@ -169,8 +169,8 @@ def test_version_and_help_load_neither_the_database_nor_the_http_stack() -> None
     probe = (
         "import sys; from archiver.cli import cli, main; "
         "print([m for m in ('sqlalchemy', 'httpx', 'alembic', 'psycopg') if m in sys.modules]); "
-        "from archiver import reports; "
-        "print((main.FORMATS, main.MAX_INT) == (reports.FORMATS, reports.MAX_INT))"
+        "from archiver import render, reports; "
+        "print((main.FORMATS, main.MAX_INT) == (render.FORMATS, reports.MAX_INT))"
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert loaded.stdout.split() == ["[]", "True"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from archiver import Archive, reports
+from archiver import Archive, render
 from archiver.cli import cli
 from archiver.sync import sync
 from tests.conftest import cli_env, run_cli
@@ -250,4 +250,4 @@ def test_streamed_exports_are_exactly_what_render_writes(engine: sa.Engine, fake
             check=False,
         )
         assert result.returncode == 0, result.stderr
-        assert result.stdout.decode() == reports.render(columns, rows, fmt) + "\n", fmt
+        assert result.stdout.decode() == render.render(columns, rows, fmt) + "\n", fmt

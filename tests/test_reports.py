@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from archiver import reports
+from archiver import render, reports
 from archiver.sync import sync
 from tests.conftest import cli_env, run_cli
 from tests.fake_api import FakeApi
@@ -284,7 +284,7 @@ def archive_url(archive: sa.Engine) -> str:
 
 def test_formats(archive: sa.Engine) -> None:
     env = cli_env("http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=archive_url(archive))
-    out = {fmt: run_cli("report", "monthly_activity", f"--format={fmt}", env=env) for fmt in reports.FORMATS}
+    out = {fmt: run_cli("report", "monthly_activity", f"--format={fmt}", env=env) for fmt in render.FORMATS}
     assert all(r.returncode == 0 for r in out.values()), [r.stderr for r in out.values()]
     assert json.loads(out["json"].stdout) == [
         {"month": "2026-01", "created": 6, "succeeded": 3, "failed": 2, "trained_tokens": 10000},
@@ -411,7 +411,7 @@ def test_tables_escape_control_characters_and_count_display_cells() -> None:
         ("🚀x", None),
         ("e\u0301", 12.5),
     ]
-    assert reports.render(columns, rows, "table").splitlines() == [
+    assert render.render(columns, rows, "table").splitlines() == [
         "name                            n",
         "------------------------------  -----",
         "a\\nb\\r\\tc                       1",
@@ -420,16 +420,16 @@ def test_tables_escape_control_characters_and_count_display_cells() -> None:
         "🚀x",
         "e\u0301                               12.5",
     ]
-    assert reports.render(columns, rows[:1], "markdown").splitlines() == [
+    assert render.render(columns, rows[:1], "markdown").splitlines() == [
         "| name | n |",
         "| --- | --- |",
         "| a\\nb\\r\\tc | 1 |",
     ]
-    assert list(csv.reader(io.StringIO(reports.render(columns, rows, "csv"), newline=""))) == [
+    assert list(csv.reader(io.StringIO(render.render(columns, rows, "csv"), newline=""))) == [
         columns,
         *[[v, "" if n is None else repr(n)] for v, n in rows],
     ]
-    assert [tuple(r.values()) for r in json.loads(reports.render(columns, rows, "json"))] == rows
+    assert [tuple(r.values()) for r in json.loads(render.render(columns, rows, "json"))] == rows
 
 
 HOSTILE = ["日本語\nline two", "🚀 done\r\tx\u2028y"]
@@ -441,7 +441,7 @@ def test_report_output_stays_a_table_on_both_backends(engine: sa.Engine) -> None
     ]
     sync(api_for(FakeApi(served[::-1])), engine)
     env = cli_env("http://127.0.0.1:9/v1", ARCHIVER_DATABASE_URL=archive_url(engine))
-    out = {f: run_cli("report", "fine_tuned_models", f"--format={f}", env=env) for f in reports.FORMATS}
+    out = {f: run_cli("report", "fine_tuned_models", f"--format={f}", env=env) for f in render.FORMATS}
     assert all(r.returncode == 0 for r in out.values()), [r.stderr for r in out.values()]
     table = out["table"].stdout.splitlines()
     assert [line.split("  ")[0] for line in table] == [
@@ -456,8 +456,8 @@ def test_report_output_stays_a_table_on_both_backends(engine: sa.Engine) -> None
         "日本語\\nline two",
     ]
     # the next column starts in the same terminal cell on every line
-    finished = [reports.width(line[: line.index("2026-")]) for line in table[2:]]
-    assert finished == [reports.width(table[0][: table[0].index("finished_utc")])] * 2
+    finished = [render.width(line[: line.index("2026-")]) for line in table[2:]]
+    assert finished == [render.width(table[0][: table[0].index("finished_utc")])] * 2
     # byte for byte: text mode would turn the \r into a newline
     exact = {
         f: subprocess.run(

@@ -76,7 +76,7 @@ def demo_command(database: str, jobs: int, seed: int, serve: bool, port: int, ti
       archiver demo && archiver report failure_reasons --db demo.db
       archiver demo --serve      # then, in another shell: export the lines it prints; archiver sync
     """
-    from archiver import reports
+    from archiver import render
     from archiver.archive import Archive
     from archiver.fake import API_KEY, VIRTUAL_KEY
     from archiver.fake import serve as serving
@@ -94,7 +94,7 @@ def demo_command(database: str, jobs: int, seed: int, serve: bool, port: int, ti
         move_on(fake, rng)  # a day later: new jobs, and in-flight ones end
         note(summary(archive.sync(route), database))
         columns, rows = archive.report_table("status_overview")
-    click.echo(reports.render(columns, rows, "table", terminal_width()))
+    click.echo(render.render(columns, rows, "table", terminal_width()))
     note(NEXT_STEPS.format(db=database, prog=program()))
 
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 # The commands import what they need when they run: `archiver --version` and `--help` load only
 # click, and a sync loads neither the reports, the dashboard nor the demo. So these two are
-# reports.FORMATS and reports.MAX_INT, repeated (tests/test_cli.py checks they agree).
+# render.FORMATS and reports.MAX_INT, repeated (tests/test_cli.py checks they agree).
 FORMATS = ("table", "csv", "json", "markdown")
 MAX_INT = 2**63 - 1
 

@@ -16,9 +16,9 @@ def render(columns: list[str], rows: list[tuple[Any, ...]], fmt: str, title: str
         from archiver.dashboard import render_table
 
         return render_table(title, columns, rows)
-    from archiver import reports
+    from archiver import render
 
-    return reports.render(columns, rows, fmt, terminal_width() if fmt == "table" else None)
+    return render.render(columns, rows, fmt, terminal_width() if fmt == "table" else None)
 
 
 def terminal_width() -> int | None:
@@ -105,7 +105,7 @@ class Age(click.ParamType):  # type: ignore[type-arg]  # generic only in click's
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         if isinstance(value, int | float):
             return float(value)
-        from archiver.archive import parse_age
+        from archiver.health import parse_age
 
         try:
             return parse_age(value)
@@ -253,12 +253,12 @@ def query_command(sql: str, params: tuple[str, ...], fmt: str, database: str) ->
         click.echo(render(columns, list(rows), fmt, "query"))
 
 
-STREAMED = ("csv", "json", "markdown")  # reports.STREAMED, repeated: --help does not load the reports
+STREAMED = ("csv", "json", "markdown")  # render.STREAMED, repeated: --help does not load the reports
 
 
 def write_stream(columns: list[str], rows: Any, fmt: str) -> None:
     """Write rows to stdout as they come from the database, a few thousand lines per write."""
-    from archiver.reports import render_stream
+    from archiver.render import render_stream
 
     out = sys.stdout
     batch: list[str] = []

@@ -220,7 +220,7 @@ def recorded_run(archive: Archive) -> dict[str, Any]:
 
 def progress() -> Any:
     """A line updated in place on a terminal: pages, jobs, new and changed, rate and elapsed time."""
-    from archiver.archive import human
+    from archiver.health import human
 
     started = time.monotonic()
 
@@ -250,7 +250,7 @@ def details_progress() -> Any:
 
 
 def summary(r: SyncResult, where: str) -> str:
-    from archiver.archive import human
+    from archiver.health import human
 
     end = "\n" if sys.stderr.isatty() and not meta("quiet") else ""
     listing = r.requests - (r.details.requests if r.details else 0)
