@@ -20,18 +20,8 @@ from archiver.sync import sync
 from tests.conftest import assert_archive_equals
 from tests.fake_api import FakeApi, error_reply, finish_job
 from tests.test_coverage import cut_off, new_final_jobs, settled
+from tests.test_real_servers import gap_rows, vanished_ids
 from tests.test_sync import api_for
-
-
-def gap_rows(engine: sa.Engine) -> list[tuple[Any, ...]]:
-    with engine.connect() as conn:
-        g = sync_gaps.c
-        return [tuple(r) for r in conn.execute(sa.select(g.after_id, g.until_id, g.blocked_reason))]
-
-
-def vanished_ids(engine: sa.Engine) -> set[str]:
-    with engine.connect() as conn:
-        return set(conn.execute(sa.select(jobs.c.id).where(jobs.c.vanished_at.is_not(None))).scalars())
 
 
 def in_flight(job: dict[str, Any]) -> None:
