@@ -48,6 +48,7 @@ def scenario(db_url: str, label: str) -> None:
             "ARCHIVER_DATABASE_URL": db_url,
             "PORTKEY_API_KEY": AUTH_HEADERS["x-portkey-api-key"],
             "PORTKEY_VIRTUAL_KEY": AUTH_HEADERS["x-portkey-virtual-key"],
+            "ARCHIVER_DETAILS": "0",  # the job list's cost, as in earlier rounds: details_backfill.py
         }
         for name, prepare in [
             ("first sync, 2,500 jobs", lambda: None),
