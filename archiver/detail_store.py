@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, delete, insert, select
 
-from archiver import normalize, results
+from archiver import chain, normalize, results
 from archiver.models import (
     DETAIL_TABLES,
     file_contents,
@@ -168,6 +168,7 @@ def save_job(conn: Connection, f: Fetched, run_id: int, attempts: int, max_bytes
             conn.execute(insert(table), rows)
     missing = "; ".join(f.missing) or None
     save_state(conn, state | {"state": "done", "next_try_at": None, "error": missing})
+    chain.append_details(conn, f.job_id, run_id, now)
     return len(bad) + len(bad_checkpoints) + len(bad_rows)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, true, update
 
-from archiver import normalize, reports
+from archiver import chain, normalize, reports
 from archiver.models import job_refresh, jobs, sync_gaps, sync_runs
 from archiver.store import JSONObj, chunks
 
@@ -62,17 +62,23 @@ def close_gaps(conn: Connection, ids: list[int]) -> None:
 
 def start_run(conn: Connection, mode: str, base_url: str, now: float) -> int:
     """Record a new run; a run still marked running was killed (the caller holds the run lock)."""
-    conn.execute(
-        update(sync_runs)
-        .where(sync_runs.c.status == "running")
-        .values(status="abandoned", error="the process ended without recording its end (killed?)")
+    killed = update(sync_runs).where(sync_runs.c.status == "running").returning(sync_runs.c.id)
+    ended = conn.execute(
+        killed.values(status="abandoned", error="the process ended without recording its end (killed?)")
     )
+    chain.seal_runs(conn, list(ended.scalars()))
     row = {"started_at": now, "status": "running", "mode": mode, "base_url": base_url}
     return int(conn.execute(insert(sync_runs).values(row).returning(sync_runs.c.id)).scalar_one())
 
 
 def save_run(conn: Connection, run_id: int, **values: Any) -> None:
     conn.execute(update(sync_runs).where(sync_runs.c.id == run_id).values(**values))
+
+
+def end_run(conn: Connection, run_id: int, **values: Any) -> None:
+    """The run's last record: its row, then a link of the audit chain."""
+    save_run(conn, run_id, **values)
+    chain.seal_runs(conn, [run_id])
 
 
 def in_flight_jobs() -> Any:

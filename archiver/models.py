@@ -28,6 +28,12 @@ metadata = MetaData(
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 Serial = BigInteger().with_variant(Integer(), "sqlite")
 
+
+def chain_columns() -> tuple[Column, ...]:  # type: ignore[type-arg]
+    """A link of the audit chain (archiver/chain.py): its place, the exact text hashed, its hash."""
+    return (Column("seq", BigInteger), Column("record", Text), Column("hash", Text))
+
+
 sync_runs = Table(
     "sync_runs",
     metadata,
@@ -45,6 +51,7 @@ sync_runs = Table(
     Column("error", Text),
     Column("base_url", Text),
     Column("jobs_rejected", Integer, nullable=False, server_default="0"),
+    *chain_columns(),  # set when the run ends: its row is then a link of the audit chain (chain.py)
 )
 
 jobs = Table(
@@ -141,6 +148,7 @@ job_history = Table(
     Column("content_hash", Text, nullable=False),
     Column("raw", JSON, nullable=False),
     Column("observed_via", Text),  # list or get (a single-job GET); NULL: observed before 0008 recorded it
+    *chain_columns(),
     Index(None, "job_id", "id"),
 )
 
@@ -273,3 +281,37 @@ rejected_details = Table(  # what could not be parsed, kept as received with the
 )
 
 DETAIL_TABLES = (job_metrics, job_events, job_checkpoints, rejected_details)  # a job's, replaced together
+
+detail_history = Table(  # each time a job's details were archived: a link of the audit chain
+    "detail_history",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("job_id", ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("sync_run_id", ForeignKey("sync_runs.id", ondelete="SET NULL")),
+    Column("written_at", Double, nullable=False),
+    Column("details_sha256", Text, nullable=False),  # chain.details_digest of the job's detail rows then
+    *chain_columns(),
+    Index(None, "job_id", "id"),
+)
+
+chain_head = Table(  # one row: the archive's identity and the newest link of its audit chain
+    "chain_head",
+    metadata,
+    Column("archive_id", Text, primary_key=True),
+    Column("seq", BigInteger, nullable=False),  # 0: no link yet
+    Column("hash", Text, nullable=False),
+    Column("updated_at", Double),
+)
+
+verify_runs = Table(  # each `archiver verify` that could record itself
+    "verify_runs",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("verified_at", Double, nullable=False),
+    Column("rows_checked", BigInteger, nullable=False),
+    Column("intact", Integer, nullable=False),  # 1 or 0
+    Column("anchored_seq", BigInteger),  # the last link a checkpoint kept elsewhere vouches for
+    Column("failures", Text),  # the first failure of each kind, one line each
+)
+
+CHAINED = (job_history, sync_runs, detail_history)

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from archiver.checkpoints import Mark
     from archiver.details import DetailsResult
 
 
@@ -27,6 +28,7 @@ class SyncResult:
     migrated_from: str | None = None  # the schema revision before this run migrated it, if it did
     unrefreshed: dict[str, str] = field(default_factory=dict)  # in-flight jobs whose GET failed: why
     details: "DetailsResult | None" = None  # what the run did for the details of final jobs
+    checkpoint: "Mark | None" = None  # the audit chain's head once the run's row was linked
     started: float = field(default_factory=time.monotonic, repr=False)
 
     @property

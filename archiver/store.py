@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, delete, insert, select, update
 
-from archiver import normalize
+from archiver import chain, normalize
 from archiver.bulk import JSONText, executemany, pipeline
 from archiver.canonical import canonical_json as canonical_json  # walks.py takes it from here
 from archiver.db import to_json
@@ -164,24 +164,24 @@ def write_jobs(
     for chunk in chunks(updated):
         for table in CHILD_TABLES:
             conn.execute(delete(table).where(table.c.job_id.in_(chunk)))
+    versions = [
+        {
+            "job_id": row["id"],
+            "sync_run_id": run_id,
+            "observed_at": now,
+            "status": row["status"],
+            "content_hash": row["content_hash"],
+            "raw": row["raw"],
+            "observed_via": history,
+        }
+        for row in (job_table if history else ())
+    ]
+    chain.history_links(conn, versions)  # reads and advances the chain's head: not in the pipeline
     with pipeline(conn):  # one round trip on PostgreSQL
         executemany(conn, jobs, job_table, upsert=True)
         for table in reversed(CHILD_TABLES):  # parents before children
             executemany(conn, table, children[table])
-        if history:
-            versions = [
-                {
-                    "job_id": row["id"],
-                    "sync_run_id": run_id,
-                    "observed_at": now,
-                    "status": row["status"],
-                    "content_hash": row["content_hash"],
-                    "raw": row["raw"],
-                    "observed_via": history,
-                }
-                for row in job_table
-            ]
-            executemany(conn, job_history, versions)
+        executemany(conn, job_history, versions)
 
 
 def rederive_all(conn: Connection, batch: int = 1000) -> None:

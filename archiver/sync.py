@@ -36,11 +36,12 @@ stays in the archive with `vanished_at` set and is no longer refreshed.
 import logging
 import time
 from collections.abc import Callable, Generator
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from archiver import cursors, interrupts, ledger
+from archiver import chain, checkpoints, cursors, interrupts, ledger
 from archiver.client import Api, Page, iter_pages
 from archiver.db import database_error
 from archiver.details import DetailOptions, DetailsResult, archive_details
@@ -71,14 +72,17 @@ def sync(
     on_page: Callable[[SyncResult], None] | None = None,
     details: DetailOptions | None = None,
     on_details: Callable[[DetailsResult], None] | None = None,
+    keeping: checkpoints.Keeping = checkpoints.NOWHERE,
 ) -> SyncResult:
     """Archive the job list. The caller holds the run lock; the run is recorded in sync_runs
-    whatever happens (a run left `running` by a killed process becomes `abandoned` here)."""
+    whatever happens (a run left `running` by a killed process becomes `abandoned` here), its row
+    the newest link of the audit chain, whose head is the run's checkpoint (kept as `keeping` says)."""
     api.stopping.clear()  # an Api a failed run stopped may serve the next one
     run: Run | None = None
     try:
         with interrupts.deferred():  # a signal waits until the run can be recorded as interrupted
             run = start(api, engine, full, limit, provider, parallel, on_page)
+            run.keeping = keeping
         walk_all(run)
         with engine.connect() as conn:  # in flight, their GETs failing, not asked again yet: stale
             waiting = ledger.failing_in_flight(conn)
@@ -271,9 +275,24 @@ def finish(run: Run, status: str, error: str | None = None) -> None:
         run.notes.flush()
         result = run.result
         result.requests = run.api.requests
-        values = {"status": status, "error": error, "finished_at": time.time(), **result.counters()}
+        now = time.time()
+        values = {"status": status, "error": error, "finished_at": now, **result.counters()}
         try:
             with run.engine.begin() as conn:
-                ledger.save_run(conn, result.run_id, **values)
+                ledger.end_run(conn, result.run_id, **values)
+                head = chain.head(conn)
         except DBAPIError as e:  # the archive itself may be what failed; the original error matters more
             log.warning("could not record the run's end: %s", database_error(e))
+            return
+        if head is not None:  # the run's row is the chain's newest link: its checkpoint
+            result.checkpoint = checkpoints.mark(*head, now, run.keeping.key)
+            if run.keeping.log is not None:
+                keep(result.checkpoint, run.keeping.log)
+
+
+def keep(mark: checkpoints.Mark, path: Path) -> None:
+    """Append the checkpoint to the log kept elsewhere; failing that, say so (the run's row keeps it)."""
+    try:
+        checkpoints.append(path, mark)
+    except ArchiverError as e:
+        log.error("%s; the checkpoint (seq %d) is only in the archive", e, mark.seq)

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from archiver import cursors, interrupts, ledger, normalize
+from archiver import checkpoints, cursors, interrupts, ledger, normalize
 from archiver.client import Api, Page
 from archiver.ledger import Gap
 from archiver.result import SyncResult
@@ -62,6 +62,7 @@ class Run:
     verified: dict[str, bool | None] = field(default_factory=dict)  # cursors.in_place, asked this run
     unrefreshed: dict[str, str] = field(default_factory=dict)  # in-flight jobs whose GET failed: why
     notes: normalize.Notes = field(default_factory=normalize.Notes)
+    keeping: checkpoints.Keeping = field(default_factory=checkpoints.Keeping)  # where its checkpoint goes
     rejected: set[tuple[str | None, str]] = field(default_factory=set)  # (the job before it, its JSON)
 
 
