@@ -1,26 +1,25 @@
 """Archive: the library facade the command line is a thin layer over (sync, report, query, status)."""
 
-import math
 import os
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from archiver import db, ledger, lock, reports
-from archiver.client import Settings, make_api
+from archiver import checkpoints, db, health, lock, reports
+from archiver.client import make_api
 from archiver.detail_store import metrics_by_step
 from archiver.details import CONCURRENCY, MAX_BYTES, DetailOptions, DetailsResult
-from archiver.details import status_lines as details_status
-from archiver.errors import ConfigError
-from archiver.health import Health, judge, parse_age
+from archiver.errors import ConfigError, require_seconds, require_whole
+from archiver.health import Health, parse_age
 from archiver.portkey import Portkey
 from archiver.sync import SyncResult, sync
+from archiver.verify import Verdict, check_archive
 
 Rows = list[dict[str, Any]]
 T = TypeVar("T")
@@ -115,6 +114,8 @@ class Archive:
         details_max_jobs: int | None = None,
         details_max_bytes: int = MAX_BYTES,
         on_details: Callable[[DetailsResult], None] | None = None,
+        checkpoint_log: str | Path | None = None,
+        signing_key: str | Path | None = None,
     ) -> SyncResult:
         """Copy new and changed jobs (all of them with `full`) into the archive.
 
@@ -139,6 +140,9 @@ class Archive:
             details_max_jobs: fetch the details of at most this many jobs this run (None: all).
             details_max_bytes: the largest result file kept (a larger one is recorded, not kept).
             on_details: called with the details' running totals after each job.
+            checkpoint_log: append the run's checkpoint (the audit chain's head, also in the run's
+                row and `result.checkpoint`) to this file, kept where the archive's writers cannot
+                rewrite it; `signing_key`: an Ed25519 private key (PEM) to sign it with.
 
         Returns:
             the run's SyncResult (counters, `run_id`, `partial` coverage, `migrated_from`).
@@ -161,26 +165,22 @@ class Archive:
             ("details_max_jobs", 1 if details_max_jobs is None else details_max_jobs, 1, 10**9),
             ("details_max_bytes", details_max_bytes, 1, 2**40),
         ):
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise ConfigError(f"{name} must be a whole number from {low} to {high}, not {value!r}")
+            require_whole(name, value, low, high)
         for name, seconds, least in (
             ("timeout", timeout, 0.1),
             ("retry_after_cap", retry_after_cap, 0.0),
             ("retry_backoff", retry_backoff, 0.0),
             ("max_time", 1.0 if max_time is None else max_time, 1.0),
         ):
-            if not isinstance(seconds, int | float) or not least <= seconds < math.inf:
-                raise ConfigError(f"{name} must be a number of seconds from {least:g}, not {seconds!r}")
-        settings = Settings(
-            base_url=route.base_url,
-            headers=route.headers(),
+            require_seconds(name, seconds, least)
+        settings = route.settings(
             timeout=timeout,
             max_retries=max_retries,
             retry_after_cap=retry_after_cap,
             backoff_base=retry_backoff,
             max_time=max_time,
-            ca_bundle=route.ca_bundle,
         )
+        keeping = checkpoints.keeping(checkpoint_log, signing_key)
         engine = self.engine(write=True)
         with self._database_errors(), lock.run_lock(engine):
             migrated = db.ensure_schema(engine, migrate=migrate)
@@ -199,9 +199,31 @@ class Archive:
                     if details
                     else None,
                     on_details=on_details,
+                    keeping=keeping,
                 )
         result.migrated_from = migrated
         return result
+
+    def verify(
+        self,
+        checkpoint_log: str | Path | None = None,
+        public_key: str | Path | None = None,
+        on_progress: Callable[[Verdict], None] | None = None,
+    ) -> Verdict:
+        """Recompute the audit chain and check the archive against it (archiver/verify.py says
+        what is checked). `checkpoint_log`: the checkpoints kept elsewhere, each checked against
+        the chain; `public_key`: the Ed25519 public key (PEM) every checkpoint must be signed by.
+        The verdict is recorded in verify_runs when the archive is writable.
+
+        Raises ConfigError (no archive, an unreadable log or key), DatabaseError."""
+        with self._database_errors():
+            return check_archive(
+                self.engine(),
+                self.engine(write=True),
+                Path(checkpoint_log) if checkpoint_log else None,
+                Path(public_key) if public_key else None,
+                on_progress,
+            )
 
     def upgrade(self) -> str | None:
         """Apply pending schema migrations under the run lock; returns the old revision if it moved.
@@ -300,16 +322,7 @@ class Archive:
 
         Raises ConfigError if there is no archive yet, DatabaseError if it cannot be read."""
 
-        def listing(conn: Connection) -> Rows:
-            schema = inspect(conn)
-            out = []
-            for kind, found in (("table", schema.get_table_names()), ("view", schema.get_view_names())):
-                for name in sorted(n for n in found if n != "alembic_version"):
-                    columns = ", ".join(c["name"] for c in schema.get_columns(name))
-                    out.append({"name": name, "kind": kind, "columns": columns})
-            return out
-
-        return self.read(listing)
+        return self.read(reports.listing)
 
     def last_run(self) -> dict[str, Any] | None:
         """The newest sync_runs row, whatever its outcome (None before the first sync).
@@ -330,14 +343,5 @@ class Archive:
         incomplete (coverage the route cannot reach, a gap a cut-off run left, in-flight jobs whose
         refresh keeps failing: each said in `coverage`); else OK. Raises ConfigError for a
         malformed max_age or no archive file, DatabaseError if it cannot be read."""
-        limit = parse_age(max_age) if isinstance(max_age, str) else max_age
         with self._database_errors():
-            engine = self.engine()
-            with engine.connect() as conn:
-                synced = db.current(conn) is not None
-                last = reports.last_run(conn) if synced else None
-                ok = reports.last_run(conn, "succeeded") if synced else None
-                listing = ledger.coverage(conn) if synced else []
-                details = details_status(conn) if synced else []
-            pid = lock.lock_holder(engine) if last is not None and last.status == "running" else None
-        return judge(last, ok, limit, time.time(), pid, listing, details)
+            return health.status(self.engine(), parse_age(max_age) if isinstance(max_age, str) else max_age)

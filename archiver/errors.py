@@ -9,9 +9,12 @@
     ├── Unrefreshed               5  run completed, some in-flight jobs could not be refreshed
     └── TryLater                 75  another sync holds the lock, or the API asked to wait too long
 
+`archiver verify` exits 6 when the archive fails verification (a verdict, not an error).
 Signals are not errors: SIGINT exits 130 and SIGTERM 143 (see archiver/cli/main.py).
 Anything else is a bug and keeps its traceback.
 """
+
+import math
 
 
 class ArchiverError(Exception):
@@ -26,6 +29,18 @@ class ConfigError(ArchiverError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status  # the HTTP status behind it, if any
+
+
+def require_whole(name: str, value: object, low: int, high: int) -> None:
+    """Refuse (ConfigError) anything but a whole number from `low` to `high`."""
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(f"{name} must be a whole number from {low} to {high}, not {value!r}")
+
+
+def require_seconds(name: str, value: object, least: float) -> None:
+    """Refuse (ConfigError) anything but a finite number of seconds from `least`."""
+    if not isinstance(value, int | float) or not least <= value < math.inf:
+        raise ConfigError(f"{name} must be a number of seconds from {least:g}, not {value!r}")
 
 
 class AuthError(ConfigError):

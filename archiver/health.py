@@ -2,11 +2,16 @@
 the human units it says it in."""
 
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Any
 
-from archiver import reports
+from sqlalchemy import Engine
+
+from archiver import db, ledger, lock, reports
+from archiver.details import status_lines as details_status
 from archiver.errors import ConfigError
+from archiver.verify import audit_lines
 
 
 @dataclass(frozen=True)
@@ -18,10 +23,24 @@ class Health:
     last_success: dict[str, Any] | None  # the newest succeeded run (its sync_runs row)
     coverage: list[str]  # open gaps, and final jobs without details: what the next sync fetches, or why not
     running: dict[str, Any] | None = None  # the sync running now: run_id, pid, started_at, jobs_seen
+    audit: list[str] | None = None  # the last checkpoint and the last verify (verify.audit_lines)
 
     @property
     def ok(self) -> bool:
         return self.verdict == "OK"
+
+
+def status(engine: Engine, max_age: float | None) -> Health:
+    """`Archive.status`: gather what the verdict needs in one read, then judge it."""
+    with engine.connect() as conn:
+        synced = db.current(conn) is not None
+        last = reports.last_run(conn) if synced else None
+        ok = reports.last_run(conn, "succeeded") if synced else None
+        listing = ledger.coverage(conn) if synced else []
+        details = details_status(conn) if synced else []
+        audit = audit_lines(conn) if synced else []
+    pid = lock.lock_holder(engine) if last is not None and last.status == "running" else None
+    return replace(judge(last, ok, max_age, time.time(), pid, listing, details), audit=audit)
 
 
 def judge(

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
+from archiver.client import Settings
 from archiver.errors import ConfigError
 from archiver.log import redact
 
@@ -109,6 +110,10 @@ class Portkey:
             if value:
                 out[header] = f"Bearer {value}" if header == "authorization" else value
         return out
+
+    def settings(self, **policy: Any) -> Settings:
+        """The HTTP client's settings for this route; `policy`: Settings' retry and time fields."""
+        return Settings(base_url=self.base_url, headers=self.headers(), ca_bundle=self.ca_bundle, **policy)
 
     def secrets(self) -> list[str]:
         """The secret values this route holds (what the log redaction replaces)."""

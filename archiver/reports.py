@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, text
+from sqlalchemy import Connection, Row, inspect, select, text
 
 from archiver.db import resource_path
 from archiver.errors import ConfigError
@@ -275,3 +275,14 @@ def utc(seconds: float | None) -> str | None:
     if seconds is None:
         return None
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def listing(conn: Connection) -> list[dict[str, str]]:
+    """The archive's tables, then its views, each with its columns in order."""
+    schema = inspect(conn)
+    out = []
+    for kind, found in (("table", schema.get_table_names()), ("view", schema.get_view_names())):
+        for name in sorted(n for n in found if n != "alembic_version"):
+            columns = ", ".join(c["name"] for c in schema.get_columns(name))
+            out.append({"name": name, "kind": kind, "columns": columns})
+    return out

@@ -37,6 +37,7 @@ PORTKEY_API_KEY is too for Portkey's hosted API (*.portkey.ai).
 \b
 Exit codes: 0 ok, 1 failed (archive intact), 2 usage or configuration,
 3 completed with rejected items, 4 database locked/full/read-only,
+5 completed but some in-flight jobs could not be refreshed, 6 verify: not intact,
 75 try later (another sync runs, or the API asked to wait too long),
 130/143 interrupted by SIGINT/SIGTERM.
 """
@@ -79,6 +80,7 @@ def exit_code(e: BaseException) -> int:
 ORDER = (
     "sync",
     "status",
+    "verify",
     "runs",
     "report",
     "query",

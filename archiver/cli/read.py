@@ -144,10 +144,10 @@ def status_command(database: str, max_age: float | None, as_json: bool) -> None:
     if as_json:
         import json
 
-        fields = ("verdict", "ok", "lines", "coverage", "last_success", "running")
+        fields = ("verdict", "ok", "lines", "coverage", "audit", "last_success", "running")
         click.echo(json.dumps({f: getattr(health, f) for f in fields}))
     else:
-        first, *rest = [*health.lines, *health.coverage]
+        first, *rest = [*health.lines, *health.coverage, *(health.audit or [])]
         verdict, sep, why = first.partition(":")
         click.echo("\n".join([colour(verdict, VERDICT_COLOURS.get(verdict)) + sep + why, *rest]))
     if not health.ok:

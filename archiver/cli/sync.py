@@ -102,6 +102,15 @@ def setting(
     click.IntRange(1),
     "Largest result file kept; a larger one is recorded with its size, not kept.",
 )
+@setting(
+    "--checkpoint-log",
+    None,
+    click.Path(dir_okay=False),
+    "Append the run's checkpoint (the audit chain's head) to this file; keep it on another host.",
+)
+@setting(
+    "--signing-key", None, click.Path(dir_okay=False), "Ed25519 private key (PEM) to sign checkpoints with."
+)
 @click.option("--no-migrate", is_flag=True, help="Refuse an outdated schema instead of migrating it.")
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout, on failure too."
@@ -185,6 +194,7 @@ def run(archive: Archive, route: Portkey, report: dict[str, Any], **options: Any
         raise
     note(summary(result, report["database"]))
     report.update(run_id=result.run_id, mode=result.mode, **result.counters(), jobs_vanished=result.vanished)
+    report["checkpoint"] = result.checkpoint.as_dict() if result.checkpoint else None
     report["unrefreshed"] = [{"job_id": i, "error": log.redact(e)} for i, e in result.unrefreshed.items()]
     if result.details is not None and result.details.total:  # the run had details to fetch
         d = result.details
@@ -215,7 +225,8 @@ def recorded_run(archive: Archive) -> dict[str, Any]:
         "jobs_unchanged",
         "jobs_rejected",
     )
-    return {"run_id": row["id"], "mode": row["mode"], **{k: row[k] for k in keys}}
+    checkpoint = {"seq": row["seq"], "hash": row["hash"]} if row.get("seq") else None
+    return {"run_id": row["id"], "mode": row["mode"], **{k: row[k] for k in keys}, "checkpoint": checkpoint}
 
 
 def progress() -> Any:

@@ -1,0 +1,352 @@
+"""The audit trail on SQLite and PostgreSQL: every tamper an insider could make is caught by
+`archiver verify`; a consistent rewrite only against checkpoints kept elsewhere; signatures."""
+
+import json
+import random
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from archiver import Archive, Portkey, chain
+from archiver.fake_details import add_details
+from archiver.models import chain_head, job_history, jobs, sync_runs
+from tests.conftest import cli_env, run_cli
+from tests.fake_api import API_KEY, VIRTUAL_KEY, FakeApi, add_new_jobs, finish_job, make_jobs
+
+
+def write_keys(tmp_path: Path, name: str = "archiver") -> tuple[Path, Path]:
+    key = Ed25519PrivateKey.generate()
+    private, public = tmp_path / f"{name}.key", tmp_path / f"{name}.pub"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public
+
+
+def history(fake: FakeApi, archive: Archive, base_url: str, log: Path, key: Path | None = None) -> None:
+    """Three runs: a first sync with details, jobs finishing and arriving, then a no-op."""
+    route = Portkey(api_key=API_KEY, virtual_key=VIRTUAL_KEY, base_url=base_url)
+    fake.jobs = make_jobs(25, seed=7)
+    for job in fake.jobs[:10]:
+        finish_job(job)
+    add_details(fake, seed=7)
+    for _ in range(2):
+        archive.sync(route, checkpoint_log=log, signing_key=key, parallel=1)
+        for job in fake.jobs[10:14]:
+            finish_job(job)
+        add_new_jobs(fake.jobs, 3, random.Random(7))
+    archive.sync(route, checkpoint_log=log, signing_key=key)
+
+
+@pytest.fixture
+def archived(db_url: str, fake: FakeApi, base_url: str, tmp_path: Path) -> Iterator[tuple[Archive, Path]]:
+    archive = Archive(db_url)
+    log = tmp_path / "checkpoints.log"
+    history(fake, archive, base_url, log)
+    yield archive, log
+    archive.close()
+
+
+def sql(archive: Archive, statement: str, **params: Any) -> Any:
+    with archive.engine(write=True).begin() as conn:
+        return conn.execute(sa.text(statement), params)
+
+
+def failures(archive: Archive, log: Path | None = None, key: Path | None = None) -> dict[str, str]:
+    return archive.verify(log, key).first
+
+
+def test_an_untouched_archive_is_intact_and_anchored_by_its_last_checkpoint(
+    archived: tuple[Archive, Path],
+) -> None:
+    archive, log = archived
+    verdict = archive.verify(log)
+    assert verdict.first == {}
+    with archive.engine().connect() as conn:
+        links = sum(
+            conn.execute(sa.select(sa.func.count()).where(t.c.seq.is_not(None))).scalar_one()
+            for t in (job_history, sync_runs)
+        )
+        details, jobs_with_details = conn.execute(
+            sa.text("SELECT count(*), count(DISTINCT job_id) FROM detail_history")
+        ).one()
+        final = conn.execute(
+            sa.select(sa.func.count()).where(jobs.c.status.in_(["succeeded", "failed", "cancelled"]))
+        ).scalar_one()
+        last_run = conn.execute(
+            sa.select(sync_runs.c.seq, sync_runs.c.hash).order_by(sync_runs.c.id.desc())
+        ).first()
+    assert verdict.rows == links + details == verdict.last_seq
+    assert details == jobs_with_details == final  # every final job's details archived once
+    assert verdict.anchored_seq == verdict.last_seq == last_run.seq  # the last run's row ends the chain
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(m["seq"], m["hash"]) for m in lines][-1] == (last_run.seq, last_run.hash)
+    assert len(lines) == 3
+
+
+def newest_and_older(archive: Archive) -> tuple[int, int]:
+    """A job's history row that is not its newest, and one that is (by id)."""
+    with archive.engine().connect() as conn:
+        counts = conn.execute(
+            sa.text("SELECT job_id, min(id), max(id) FROM job_history GROUP BY job_id HAVING count(*) > 1")
+        ).first()
+    return counts[1], counts[2]
+
+
+def seq_of(archive: Archive, history_id: int) -> int:
+    with archive.engine().connect() as conn:
+        return conn.execute(sa.select(job_history.c.seq).where(job_history.c.id == history_id)).scalar_one()
+
+
+def test_editing_a_history_rows_json_is_caught_at_its_seq(archived: tuple[Archive, Path]) -> None:
+    archive, log = archived
+    older, _ = newest_and_older(archive)
+    sql(archive, "UPDATE job_history SET raw = :raw WHERE id = :id", raw='{"id": "forged"}', id=older)
+    found = failures(archive, log)
+    assert set(found) == {"record"}
+    assert found["record"].startswith(f"seq {seq_of(archive, older)} (job_history): raw_sha256 is ")
+
+
+def test_editing_a_typed_column_of_jobs_is_caught(archived: tuple[Archive, Path]) -> None:
+    archive, log = archived
+    sql(archive, "UPDATE jobs SET trained_tokens = 1 WHERE id = (SELECT min(id) FROM jobs)")
+    found = failures(archive, log)
+    assert set(found) == {"current"}
+    assert "trained_tokens is 1, its JSON says" in found["current"]
+
+
+def test_forging_an_error_row_for_a_job_is_caught(archived: tuple[Archive, Path]) -> None:
+    archive, log = archived
+    sql(
+        archive,
+        "INSERT INTO errors (job_id, code, message) SELECT min(id), 'x', 'forged' FROM jobs"
+        " WHERE id NOT IN (SELECT job_id FROM errors)",
+    )
+    assert set(failures(archive, log)) == {"current"}
+
+
+def test_deleting_a_history_row_is_caught_as_a_gap_and_a_broken_link(archived: tuple[Archive, Path]) -> None:
+    archive, log = archived
+    older, _ = newest_and_older(archive)
+    seq = seq_of(archive, older)
+    sql(archive, "DELETE FROM job_history WHERE id = :id", id=older)
+    found = failures(archive, log)
+    assert set(found) == {"gap", "link"}
+    assert found["gap"] == f"seq {seq + 1} (job_history): seq {seq} to {seq} missing"
+
+
+def test_inserting_a_history_row_is_caught(archived: tuple[Archive, Path]) -> None:
+    archive, log = archived
+    older, _ = newest_and_older(archive)
+    columns = "job_id, sync_run_id, observed_at, status, content_hash, raw, observed_via"
+    sql(
+        archive,
+        f"INSERT INTO job_history ({columns}) SELECT {columns} FROM job_history WHERE id = :id",
+        id=older,
+    )
+    assert set(failures(archive, log)) == {"unchained", "current"}  # outside the chain, and now the newest
+
+
+def test_inserting_a_row_that_copies_a_link_is_caught(archived: tuple[Archive, Path]) -> None:
+    archive, log = archived
+    older, _ = newest_and_older(archive)
+    columns = "job_id, sync_run_id, observed_at, status, content_hash, raw, observed_via, seq, record, hash"
+    sql(
+        archive,
+        f"INSERT INTO job_history ({columns}) SELECT {columns} FROM job_history WHERE id = :id",
+        id=older,
+    )
+    assert {"gap", "link"} <= set(failures(archive, log))
+
+
+def test_swapping_two_history_rows_is_caught(archived: tuple[Archive, Path]) -> None:
+    archive, log = archived
+    with archive.engine().connect() as conn:
+        a, b = conn.execute(sa.select(job_history.c.id).order_by(job_history.c.id).limit(2)).scalars()
+    sql(
+        archive,
+        "UPDATE job_history SET job_id = CASE"
+        " WHEN id = :a THEN (SELECT job_id FROM job_history WHERE id = :b)"
+        " ELSE (SELECT job_id FROM job_history WHERE id = :a) END WHERE id IN (:a, :b)",
+        a=a,
+        b=b,
+    )
+    assert "record" in failures(archive, log)
+
+
+def test_deleting_the_newest_links_is_caught_by_the_head_and_by_the_log(
+    archived: tuple[Archive, Path],
+) -> None:
+    archive, log = archived
+    sql(archive, "DELETE FROM sync_runs WHERE id = (SELECT max(id) FROM sync_runs)")
+    assert set(failures(archive, log)) == {"head", "checkpoint"}
+    with archive.engine().connect() as conn:  # the insider fixes the head too: only the log is left
+        last = conn.execute(
+            sa.select(sync_runs.c.seq, sync_runs.c.hash).order_by(sync_runs.c.id.desc())
+        ).first()
+    sql(archive, "UPDATE chain_head SET seq = :s, hash = :h", s=last.seq, h=last.hash)
+    assert set(failures(archive)) == set()
+    assert set(failures(archive, log)) == {"checkpoint"}
+    assert "lies beyond the chain's end" in failures(archive, log)["checkpoint"]
+
+
+def rechain(archive: Archive) -> None:
+    """What an insider with the code can do: rebuild every link over the rows as they now are."""
+    with archive.engine(write=True).begin() as conn:
+        for table in (job_history, sync_runs):
+            conn.execute(sa.update(table).values(seq=None, record=None, hash=None))
+        conn.execute(sa.text("DELETE FROM detail_history"))
+        conn.execute(sa.update(chain_head).values(seq=0, hash=chain.GENESIS))
+        chain.rebuild(conn)
+
+
+def test_a_consistent_rewrite_is_caught_only_against_the_log_kept_elsewhere(
+    archived: tuple[Archive, Path],
+) -> None:
+    archive, log = archived
+    _, newest = newest_and_older(archive)
+    with archive.engine().connect() as conn:
+        job_id, raw = conn.execute(
+            sa.select(job_history.c.job_id, job_history.c.raw).where(job_history.c.id == newest)
+        ).one()
+    raw["status"] = "cancelled"
+    forged = json.dumps(raw)
+    sql(
+        archive,
+        "UPDATE job_history SET raw = :raw, status = 'cancelled' WHERE id = :id",
+        raw=forged,
+        id=newest,
+    )
+    sql(archive, "UPDATE jobs SET raw = :raw, status = 'cancelled' WHERE id = :id", raw=forged, id=job_id)
+    with archive.engine(write=True).begin() as conn:  # the typed columns and hashes rewritten to match
+        from archiver import normalize, store
+
+        canon = normalize.job(raw, normalize.Notes(), "openai")
+        h = store.content_hash(raw, "openai")
+        conn.execute(
+            sa.update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(status_class=canon["status_class"], content_hash=h, provider="openai")
+        )
+        conn.execute(sa.update(job_history).where(job_history.c.id == newest).values(content_hash=h))
+    rechain(archive)
+    assert failures(archive) == {}  # nothing inside the archive can tell
+    found = failures(archive, log)
+    assert set(found) == {"checkpoint"}
+    assert "the chain" in found["checkpoint"]
+
+
+def test_checkpoints_signed_with_another_key_fail(
+    db_url: str, fake: FakeApi, base_url: str, tmp_path: Path
+) -> None:
+    private, public = write_keys(tmp_path)
+    _, stranger = write_keys(tmp_path, "stranger")
+    log = tmp_path / "signed.log"
+    with Archive(db_url) as archive:
+        history(fake, archive, base_url, log, private)
+        assert failures(archive, log, public) == {}
+        found = failures(archive, log, stranger)
+    assert set(found) == {"signature"}
+    assert "is not signed by the public key" in found["signature"]
+
+
+def test_the_readme_auditors_script_checks_the_chain_without_archiver(
+    archived: tuple[Archive, Path], tmp_path: Path
+) -> None:
+    archive, log = archived
+    script = tmp_path / "audit.py"
+    script.write_text(readme_block("auditor's script"))
+    url = archive.url.render_as_string(hide_password=False).replace("+psycopg", "")
+    target = url.removeprefix("sqlite:///")
+    ok = run_cli_script(script, target, log)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("chain intact: ")
+    older, _ = newest_and_older(archive)
+    sql(archive, "UPDATE job_history SET raw = :raw WHERE id = :id", raw='{"id": "forged"}', id=older)
+    bad = run_cli_script(script, target, log)
+    assert bad.returncode == 1
+    assert bad.stderr == f"broken at seq {seq_of(archive, older)}\n"
+
+
+def readme_block(title: str) -> str:
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    after = text[text.index(title) :]
+    return after[
+        after.index("```python\n") + len("```python\n") : after.index("\n```", after.index("```python"))
+    ]
+
+
+def run_cli_script(script: Path, target: str, log: Path) -> Any:
+    return subprocess.run(
+        [sys.executable, str(script), target, str(log)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_verify_command_prints_the_first_failure_and_exits_6(
+    archived: tuple[Archive, Path], base_url: str
+) -> None:
+    archive, log = archived
+    env = cli_env(base_url)
+    url = archive.url.render_as_string(hide_password=False)
+    ok = run_cli("verify", "--db", url, "--checkpoints", str(log), env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("INTACT: ")
+    sql(archive, "UPDATE jobs SET model = 'forged' WHERE id = (SELECT min(id) FROM jobs)")
+    bad = run_cli("verify", "--db", url, "--checkpoints", str(log), "--json", env=env)
+    assert bad.returncode == 6, bad.stderr
+    verdict = json.loads(bad.stdout)
+    assert verdict["intact"] is False
+    assert [f["kind"] for f in verdict["failures"]] == ["current"]
+    status = run_cli("status", "--db", url, env=env)
+    assert "Last verify: NOT INTACT" in status.stdout
+
+
+def test_sync_json_prints_the_checkpoint_it_appended(
+    db_url: str, fake: FakeApi, base_url: str, tmp_path: Path
+) -> None:
+    fake.jobs = make_jobs(5, seed=3)
+    log = tmp_path / "cp.log"
+    private, public = write_keys(tmp_path)
+    env = cli_env(base_url, ARCHIVER_CHECKPOINT_LOG=str(log), ARCHIVER_SIGNING_KEY=str(private))
+    done = run_cli("sync", "--db", db_url, "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)["checkpoint"]
+    assert json.loads(log.read_text()) == printed
+    assert printed["seq"] == 6 and printed["signature"]
+    status = run_cli("status", "--db", db_url, env=env)
+    assert f"Last checkpoint: seq 6 ({printed['hash'][:16]}...)" in status.stdout
+    checked = run_cli(
+        "verify", "--db", db_url, "--checkpoints", str(log), "--public-key", str(public), env=env
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_signing_key_that_is_not_one_is_refused_before_the_run(
+    db_url: str, base_url: str, tmp_path: Path
+) -> None:
+    bad = tmp_path / "not-a-key.pem"
+    bad.write_text("hello")
+    done = run_cli("sync", "--db", db_url, "--signing-key", str(bad), env=cli_env(base_url))
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        == f"archiver: error: {bad} is not a PEM key (make one: openssl genpkey -algorithm ed25519)"
+    )
