@@ -23,6 +23,7 @@ from sqlalchemy import Connection, text
 from archiver import charts, detail_charts
 from archiver.errors import ConfigError
 from archiver.render import cell
+from archiver.verify import audit_lines
 
 CSP = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
@@ -47,11 +48,12 @@ def render(conn: Connection, *, now: float | None = None) -> str:
         "in_flight": in_flight_table(rows, now),
         "coverage": gaps_table(rows),
     }
+    audit = "".join(f'<p class="audit">{html.escape(line)}</p>' for line in audit_lines(conn))
     drawn = charts.draw(go, rows, now) + detail_charts.draw(go, rows)
     cards = "\n".join(card(key, title, fig, tables.get(key, "")) for key, title, fig in drawn)
     return page(
         "Fine-tuning job archive",
-        f"{summary(rows, now)}<main>{cards}</main>",
+        f"{summary(rows, now)}{audit}<main>{cards}</main>",
         head=f"<script>{plotly_js}</script>",
         script=DRAW,
     )
@@ -195,6 +197,7 @@ th, td { border-bottom: 1px solid #eee; padding: 3px 8px; text-align: left; vert
 td { white-space: pre-wrap; } .empty { color: #888; }
 .wide { grid-column: 1 / -1; } .wide .side { max-height: 420px; overflow-y: auto; }
 .wide table { width: 100%; } .wide td { overflow-wrap: anywhere; }
+.audit { color: #555; margin: 2px 0; font-size: 13px; }
 .alert { background: #fdecea; border: 1px solid #d62728; border-radius: 6px; padding: 8px 14px; }
 """
 

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from archiver import reports
+from archiver.datasette_audit import AUDIT_TABLES, CHAIN
 from archiver.datasette_details import DETAIL_TABLES
 
 # SQLite (Datasette is SQLite only): a blank field is NULL, a date or ISO time becomes Unix seconds.
@@ -72,6 +73,7 @@ RUN = {
     "jobs_rejected": "List items that were not jobs (see rejected_items)",
     "error": "Why the run failed, as the user was told",
     "base_url": "The API base URL the run used (never a credential)",
+    **CHAIN,
 }
 JOB_ID = {"job_id": "The job (jobs.id)"}
 SUMMARY = {
@@ -133,6 +135,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "content_hash": "The job's content hash then",
             "raw": "The job as sent then (JSON)",
             "observed_via": "The route that sent it: list, or get (a single-job GET); empty before 0008",
+            **CHAIN,
         },
     ),
     "sync_runs": ("Every archiver sync run, whatever its outcome", RUN),
@@ -196,7 +199,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "sync_run_summary": (
         "View: one row per sync run with readable times and its duration",
         {
-            **{k: v for k, v in RUN.items() if not k.endswith("_at") and k != "base_url"},
+            **{k: v for k, v in RUN.items() if not k.endswith("_at") and k not in {"base_url", *CHAIN}},
             "started_utc": "started_at as UTC text",
             "finished_utc": "finished_at as UTC text",
             "duration_seconds": "finished_at - started_at",
@@ -204,6 +207,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
     ),
 }
 TABLES.update(DETAIL_TABLES)
+TABLES.update(AUDIT_TABLES)
 FACETS = {
     "jobs": ["status", "status_class", "model", "provider"],
     "job_summary": ["status", "status_class", "model", "provider"],
@@ -214,6 +218,8 @@ FACETS = {
     "job_metrics": ["metric"],
     "files": ["purpose", "status"],
     "rejected_details": ["kind"],
+    "verify_runs": ["intact"],
+    "audit_chain": ["table_name"],
 }
 SORT_DESC = {"jobs": "created_at", "job_summary": "created_at", "sync_runs": "id", "sync_run_summary": "id"}
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from archiver import Archive, Portkey, chain
+from archiver import Archive, Portkey, chain, dashboard
 from archiver.fake_details import add_details
 from archiver.models import chain_head, job_history, jobs, sync_runs
 from tests.conftest import cli_env, run_cli
@@ -350,3 +350,14 @@ def test_a_signing_key_that_is_not_one_is_refused_before_the_run(
         done.stderr.strip()
         == f"archiver: error: {bad} is not a PEM key (make one: openssl genpkey -algorithm ed25519)"
     )
+
+
+def test_the_dashboard_shows_the_last_checkpoint_and_the_last_verify(
+    archived: tuple[Archive, Path],
+) -> None:
+    archive, log = archived
+    verdict = archive.verify(log)
+    page = archive.read(dashboard.render)
+    head = archive.read(chain.head)
+    assert f'<p class="audit">Last checkpoint: seq {verdict.last_seq:,} ({head[2][:16]}...)' in page
+    assert f'<p class="audit">Last verify: INTACT, {verdict.rows:,} links, ' in page

@@ -155,8 +155,9 @@ def test_version_and_every_command_has_help_with_an_example() -> None:
         for name, cmd in cli.commands.items()
         for sub in (getattr(cmd, "commands", None) or [None])
     ]
-    # sync, demo, db upgrade|current, runs, status, report, query, tables, dashboard, datasette-metadata
-    assert len(commands) == 11
+    # sync, status, verify, runs, report, query, tables, dashboard, datasette-metadata, demo,
+    # db upgrade|current
+    assert len(commands) == 12
     for args in commands:
         result = runner.invoke(cli, [*args, "--help"])
         assert result.exit_code == 0

@@ -41,6 +41,7 @@ def test_help_lists_the_commands_in_the_order_they_are_used_with_whole_summaries
     assert [line.split()[0] for line in listing] == [
         "sync",
         "status",
+        "verify",
         "runs",
         "report",
         "query",

@@ -21,7 +21,8 @@ TABLES = {"jobs", "errors", "result_files", "integrations", "tags", "job_history
 TABLES |= {"rejected_items", "alembic_version"}
 VIEWS = {"job_summary", "job_history_fields", "sync_run_summary", "job_metric_steps", "job_final_metrics"}
 TABLES |= {"job_details", "job_events", "job_checkpoints", "files", "file_contents", "job_metrics"}
-TABLES |= {"rejected_details"}
+TABLES |= {"rejected_details", "detail_history", "chain_head", "verify_runs"}
+VIEWS |= {"audit_chain"}
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +108,7 @@ def test_every_table_and_view_page_opens_with_its_facets(archive: Path) -> None:
     assert set(summary_facets) == {"status", "status_class", "model", "provider"}
     assert set(got["/archive/sync_runs.json?_size=5"][1]["facet_results"]) == {"status", "mode"}
     assert set(got["/archive/sync_run_summary.json?_size=5"][1]["facet_results"]) == {"status", "mode"}
+    assert set(got["/archive/audit_chain.json?_size=5"][1]["facet_results"]) == {"table_name"}
     assert "The base model fine-tuned" in got["/archive/jobs"][1]  # column descriptions are shown
 
 
