@@ -54,14 +54,15 @@ def side_by_side(n: int, runs: int, baseline: str, tmp: Path, env: dict[str, str
                 db = str(tmp / f"{uuid.uuid4().hex}.db")
                 child_env = env | {"PYTHONPATH": str(tree)}
                 times[name].append(measure_in(tree, sync_argv(db), child_env))
+                times[name][-1]["size_mb"] = Path(db).stat().st_size / 2**20
                 Path(db).unlink()
         print(f"\nFirst sync of {n:,} jobs (SQLite, no details), medians of {runs}:")
-        print("| code | wall s | cpu s | peak RSS MB |\n|---|---|---|---|")
+        print("| code | wall s | cpu s | peak RSS MB | archive MB |\n|---|---|---|---|---|")
         medians = {}
         for name, samples in times.items():
             medians[name] = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
             m = medians[name]
-            print(f"| {name} | {m['wall']:.2f} | {m['cpu']:.2f} | {m['rss_mb']:.0f} |")
+            print(f"| {name} | {m['wall']:.2f} | {m['cpu']:.2f} | {m['rss_mb']:.0f} | {m['size_mb']:.1f} |")
         ours, theirs = (medians[name] for name in trees)
         print(f"ratio (wall): {ours['wall'] / theirs['wall']:.3f}; (cpu): {ours['cpu'] / theirs['cpu']:.3f}")
         print("walls:", {name: [round(s["wall"], 2) for s in samples] for name, samples in times.items()})
