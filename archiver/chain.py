@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, cast, select, update
 from sqlalchemy.types import Text
 
-from archiver.canonical import canonical_json
+from archiver.canonical import canonical_json, flat_canonical_json
 from archiver.errors import DatabaseError
 from archiver.models import (
     chain_head,
@@ -70,7 +70,7 @@ def link(conn: Connection, table: str, rows: list[JSONObj]) -> list[JSONObj]:
     first, links = seq, []
     for row in rows:
         seq += 1
-        record = canonical_json({"table": table, "seq": seq, "prev": prev, **row})
+        record = flat_canonical_json({"table": table, "seq": seq, "prev": prev, **row})
         prev = sha256(record)
         links.append({"seq": seq, "record": record, "hash": prev})
     moved = conn.execute(

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archiver.canonical import canonical_json, slow_canonical_json
+from archiver.canonical import canonical_json, flat_canonical_json, slow_canonical_json
 from archiver.store import content_hash
 
 # Text of every kind: control characters, NUL, DEL, U+2028, quotes and backslashes, non-ASCII of
@@ -34,6 +34,14 @@ VALUES = st.recursive(
 def test_the_fast_canonical_json_writes_what_the_plain_definition_writes(value: Any) -> None:
     """canonical_json has orjson write most of it; a job's hash must not change with the path taken."""
     assert canonical_json(value).encode() == slow_canonical_json(value).encode()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(TEXT, SCALARS | st.floats(-1e17, 1e17) | st.lists(SCALARS, max_size=2), max_size=8))
+def test_the_flat_canonical_json_of_audit_records_writes_what_the_plain_definition_writes(
+    value: dict[str, Any],
+) -> None:
+    assert flat_canonical_json(value).encode() == slow_canonical_json(value).encode()
 
 
 # Numbers as node 20 (ECMAScript) writes them with String(x): RFC 8785's number serialization.
