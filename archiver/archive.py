@@ -212,7 +212,8 @@ class Archive:
     ) -> Verdict:
         """Recompute the audit chain and check the archive against it (archiver/verify.py says
         what is checked). `checkpoint_log`: the checkpoints kept elsewhere, each checked against
-        the chain; `public_key`: the Ed25519 public key (PEM) every checkpoint must be signed by.
+        the chain; `public_key`: the Ed25519 public key (PEM) every checkpoint must be signed by;
+        `on_progress`: called with the verdict so far every 100,000 links (a progress display).
         The verdict is recorded in verify_runs when the archive is writable.
 
         Raises ConfigError (no archive, an unreadable log or key), DatabaseError."""

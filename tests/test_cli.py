@@ -216,6 +216,12 @@ def test_unreachable_api_is_one_line_exit_1(tmp_path: Path) -> None:
     engine.dispose()
 
 
+AUDIT_NEVER = (
+    "Last checkpoint: none yet (the next sync writes one)\n"
+    "Last verify: never (archiver verify checks the audit trail)\n"
+)
+
+
 def test_runs_and_status(db_url: str, fake: FakeApi, base_url: str) -> None:
     fake.jobs = make_jobs(30)
     env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
@@ -228,7 +234,7 @@ def test_runs_and_status(db_url: str, fake: FakeApi, base_url: str) -> None:
     assert run_cli("runs", env=env).returncode == 2
     assert run_cli("db", "upgrade", env=env).returncode == 0
     never = run_cli("status", env=env)
-    assert (never.returncode, never.stdout) == (1, "STALE: never synced successfully\n")
+    assert (never.returncode, never.stdout) == (1, "STALE: never synced successfully\n" + AUDIT_NEVER)
     assert run_cli("sync", env=env).returncode == 0
     first = len(fake.requests)  # the list's page, then the details of the 25 final jobs
     fake.outage_after = 0
@@ -261,7 +267,8 @@ def test_runs_and_status(db_url: str, fake: FakeApi, base_url: str) -> None:
     assert len(run_cli("runs", "--limit=1", env=env).stdout.splitlines()) == 3
     failed = run_cli("status", "--max-age", "2h", env=env)
     assert failed.returncode == 1
-    verdict, success = failed.stdout.splitlines()
+    verdict, success, *audit = failed.stdout.splitlines()
+    assert [line.split(":")[0] for line in audit] == ["Last checkpoint", "Last verify"]
     assert re.match(
         r"FAILED: last run 2 failed [\d.]+ m?s ago: GET http://127.0.0.1:\d+/v1/fine_tuning/jobs: ", verdict
     )
@@ -272,7 +279,9 @@ def test_runs_and_status(db_url: str, fake: FakeApi, base_url: str) -> None:
     stale = run_cli("status", "--max-age", "0s", env=env)
     assert stale.returncode == 1
     assert re.fullmatch(
-        r"STALE: last successful sync \S+ m?s ago \(max age 0 ms\): run 3 at \S+ \S+Z\n", stale.stdout
+        r"STALE: last successful sync \S+ m?s ago \(max age 0 ms\): run 3 at \S+ \S+Z\n"
+        r"Last checkpoint: seq \d+ \(\w{16}\.\.\.\), run 3, .*\nLast verify: never .*\n",
+        stale.stdout,
     )
     bad = run_cli("status", "--max-age", "soon", env=env)
     assert bad.returncode == 2
@@ -322,14 +331,19 @@ def test_status_says_ok_stale_or_failed_and_why_in_human_units(engine: sa.Engine
     )
     stale = run_cli("status", "--max-age", "2h", env=env)
     at = datetime.fromtimestamp(now - 11520, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    with engine.connect() as conn:
+        seq, digest = conn.execute(sa.text("SELECT seq, hash FROM sync_runs WHERE id = 1")).one()
+    audit = (
+        f"Last checkpoint: seq {seq} ({digest[:16]}...), run 1, {at}\n" + AUDIT_NEVER.split("\n")[1] + "\n"
+    )
     assert (stale.returncode, stale.stdout) == (
         1,
-        f"STALE: last successful sync 3.2 h ago (max age 2 h): run 1 at {at}\n",
+        f"STALE: last successful sync 3.2 h ago (max age 2 h): run 1 at {at}\n{audit}",
     )
     ok = run_cli("status", "--max-age", "1d", env=env)
     assert (ok.returncode, ok.stdout) == (
         0,
-        f"OK: last successful sync 3.2 h ago (max age 1 d): run 1 at {at}\n",
+        f"OK: last successful sync 3.2 h ago (max age 1 d): run 1 at {at}\n{audit}",
     )
     fake.outage_after = 0
     with pytest.raises(ApiError):
@@ -338,7 +352,7 @@ def test_status_says_ok_stale_or_failed_and_why_in_human_units(engine: sa.Engine
     assert failed.returncode == 1
     assert re.fullmatch(
         r"FAILED: last run 2 failed [\d.]+ m?s ago: GET http://fake.test/v1/fine_tuning/jobs: HTTP 503.*\n"
-        rf"last successful sync 3.2 h ago: run 1 at {at}\n",
+        rf"last successful sync 3.2 h ago: run 1 at {at}\nLast checkpoint: seq 5 .*\nLast verify: never .*\n",
         failed.stdout,
     )
     with engine.begin() as conn:  # a run left marked running, with no sync holding the lock: killed
@@ -452,7 +466,9 @@ def test_sync_json_reports_failures_too(db_url: str, fake: FakeApi, base_url: st
     fake.jobs = make_jobs(3)
     env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
     ok = run_cli("sync", "--json", env=env)
-    assert {k: v for k, v in json.loads(ok.stdout).items() if k != "seconds"} == {
+    checkpoint = json.loads(ok.stdout)["checkpoint"]
+    assert (checkpoint["seq"], len(checkpoint["hash"])) == (4, 64)  # 3 jobs' history rows, then the run's
+    assert {k: v for k, v in json.loads(ok.stdout).items() if k not in ("seconds", "checkpoint")} == {
         "status": "succeeded",
         "error": None,
         "exit_code": 0,
@@ -475,7 +491,8 @@ def test_sync_json_reports_failures_too(db_url: str, fake: FakeApi, base_url: st
     assert failed.returncode == 1
     summary = json.loads(failed.stdout)
     assert summary["error"].startswith("GET http://127.0.0.1:") and "HTTP 503" in summary["error"]
-    assert {k: v for k, v in summary.items() if k not in ("error", "database")} == {
+    assert summary["checkpoint"]["seq"] == 5  # the failed run's row is chained too
+    assert {k: v for k, v in summary.items() if k not in ("error", "database", "checkpoint")} == {
         "status": "failed",
         "exit_code": 1,
         "run_id": 2,

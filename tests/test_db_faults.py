@@ -47,11 +47,12 @@ def test_a_lock_held_longer_than_the_busy_timeout(db_url: str, fake: FakeApi, ba
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs (CI runs as root, which may mount); remount it larger to free space. (1 MiB no
-    longer holds the WAL of a first sync since migration 0010 added the details tables.)"""
+    """A 3 MiB tmpfs (CI runs as root, which may mount); remount it larger to free space. (1 MiB no
+    longer holds the WAL of a first sync since migration 0010 added the details tables, 2 MiB
+    since 0011 added the audit chain's.)"""
     disk = tmp_path / "disk"
     disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=700", "tmpfs", str(disk)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=700", "tmpfs", str(disk)], check=True)
     try:
         yield disk
     finally:

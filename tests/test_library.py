@@ -83,6 +83,7 @@ NEVER_RAISE = {
     "Archive.close",
     "Portkey.headers",
     "Portkey.secrets",
+    "Portkey.settings",
     "Health.ok",
     "SyncResult.counters",
 }
