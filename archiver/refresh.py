@@ -32,7 +32,7 @@ def settle(run: Run, here: int | None, may_page: bool, walked_all: bool = False)
     if may_page and ahead and not run.blocked:
         with run.engine.connect() as conn:
             pages_left = math.ceil(
-                ledger.count_created_between(conn, min(ahead.values()), here or 0) / run.limit
+                ledger.count_created_between(conn, min(ahead.values()), here or 0, run.route) / run.limit
             )
         if len(ahead) > pages_left:
             return False  # paging on reaches them sooner (the rest, passed unseen, need a GET anyway)
