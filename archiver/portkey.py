@@ -5,12 +5,14 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from archiver.client import Settings
 from archiver.errors import ConfigError
 from archiver.log import redact
+
+if TYPE_CHECKING:  # `archiver --help` imports this module: httpx only when a route is used
+    from archiver.client import Settings
 
 HOSTED = "https://api.portkey.ai/v1"
 
@@ -111,8 +113,11 @@ class Portkey:
                 out[header] = f"Bearer {value}" if header == "authorization" else value
         return out
 
-    def settings(self, **policy: Any) -> Settings:
-        """The HTTP client's settings for this route; `policy`: Settings' retry and time fields."""
+    def settings(self, **policy: Any) -> "Settings":
+        """The HTTP client's settings for this route; `policy`: Settings' retry and time fields.
+        Raises nothing: the constructor checked the route."""
+        from archiver.client import Settings
+
         return Settings(base_url=self.base_url, headers=self.headers(), ca_bundle=self.ca_bundle, **policy)
 
     def secrets(self) -> list[str]:

@@ -155,8 +155,9 @@ def test_version_and_every_command_has_help_with_an_example() -> None:
         for name, cmd in cli.commands.items()
         for sub in (getattr(cmd, "commands", None) or [None])
     ]
-    # sync, demo, db upgrade|current, runs, status, report, query, tables, dashboard, datasette-metadata
-    assert len(commands) == 11
+    # sync, routes, demo, db upgrade|current, runs, status, verify, report, query, tables, dashboard,
+    # datasette-metadata
+    assert len(commands) == 13
     for args in commands:
         result = runner.invoke(cli, [*args, "--help"])
         assert result.exit_code == 0
@@ -227,7 +228,7 @@ def test_runs_and_status(db_url: str, fake: FakeApi, base_url: str) -> None:
     assert run_cli("runs", env=env).returncode == 2
     assert run_cli("db", "upgrade", env=env).returncode == 0
     never = run_cli("status", env=env)
-    assert (never.returncode, never.stdout) == (1, "STALE: never synced successfully\n")
+    assert (never.returncode, verdict_of(never.stdout)) == (1, "STALE: never synced successfully\n")
     assert run_cli("sync", env=env).returncode == 0
     first = len(fake.requests)  # the list's page, then the details of the 25 final jobs
     fake.outage_after = 0
@@ -244,6 +245,7 @@ def test_runs_and_status(db_url: str, fake: FakeApi, base_url: str) -> None:
     table = run_cli("runs", env=env).stdout.splitlines()
     assert table[0].split() == [
         "id",
+        "route",
         "started_utc",
         "mode",
         "status",
@@ -308,6 +310,13 @@ def test_runs_limit_too_large_is_a_usage_error_naming_the_option(db_url: str) ->
     assert "Traceback" not in result.stderr
 
 
+def verdict_of(status: str) -> str:
+    """What `archiver status` prints, but its audit lines (the last checkpoint and verify: test_audit.py)."""
+    lines = status.splitlines(keepends=True)
+    assert [line.split(":")[0] for line in lines[-2:]] == ["Last checkpoint", "Last verify"], status
+    return "".join(lines[:-2])
+
+
 def test_status_says_ok_stale_or_failed_and_why_in_human_units(engine: sa.Engine, fake: FakeApi) -> None:
     fake.jobs = make_jobs(3)
     sync(api_for(fake), engine)
@@ -321,12 +330,12 @@ def test_status_says_ok_stale_or_failed_and_why_in_human_units(engine: sa.Engine
     )
     stale = run_cli("status", "--max-age", "2h", env=env)
     at = datetime.fromtimestamp(now - 11520, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-    assert (stale.returncode, stale.stdout) == (
+    assert (stale.returncode, verdict_of(stale.stdout)) == (
         1,
         f"STALE: last successful sync 3.2 h ago (max age 2 h): run 1 at {at}\n",
     )
     ok = run_cli("status", "--max-age", "1d", env=env)
-    assert (ok.returncode, ok.stdout) == (
+    assert (ok.returncode, verdict_of(ok.stdout)) == (
         0,
         f"OK: last successful sync 3.2 h ago (max age 1 d): run 1 at {at}\n",
     )
@@ -338,7 +347,7 @@ def test_status_says_ok_stale_or_failed_and_why_in_human_units(engine: sa.Engine
     assert re.fullmatch(
         r"FAILED: last run 2 failed [\d.]+ m?s ago: GET http://fake.test/v1/fine_tuning/jobs: HTTP 503.*\n"
         rf"last successful sync 3.2 h ago: run 1 at {at}\n",
-        failed.stdout,
+        verdict_of(failed.stdout),
     )
     with engine.begin() as conn:  # a run left marked running, with no sync holding the lock: killed
         run_id = start_run(conn, "incremental", "http://fake.test/v1", now - 600)
@@ -468,6 +477,7 @@ def test_sync_json_reports_failures_too(db_url: str, fake: FakeApi, base_url: st
         "unrefreshed": [],
         "database": json.loads(ok.stdout)["database"],
         "partial": None,  # or why part of the history is unreachable through this route
+        "checkpoint": json.loads(ok.stdout)["checkpoint"],  # test_audit.py checks it
     }
     fake.outage_after = 0
     failed = run_cli("sync", "--json", "--max-retries=0", env=env)
@@ -486,7 +496,9 @@ def test_sync_json_reports_failures_too(db_url: str, fake: FakeApi, base_url: st
         "jobs_updated": 0,
         "jobs_unchanged": 0,
         "jobs_rejected": 0,
+        "checkpoint": summary["checkpoint"],  # the failed run's row is a link too: test_audit.py
     }
+    assert set(summary["checkpoint"]) == {"seq", "hash"}
     unconfigured = run_cli("sync", "--json", env={**env, "PORTKEY_VIRTUAL_KEY": ""})
     assert unconfigured.returncode == 2
     assert json.loads(unconfigured.stdout) == {

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 NOT_INTACT = 6  # the exit code of an archive that fails verification (errors.py lists them all)
 
 
-@cli.command("verify", short_help="Check the audit trail: the hash chain, the jobs, the checkpoints.")
+@cli.command("verify", short_help="Check the audit trail: hash chain, jobs, checkpoints.")
 @db_option
 @click.option(
     "--checkpoints",
