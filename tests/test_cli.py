@@ -262,7 +262,7 @@ def test_runs_and_status(db_url: str, fake: FakeApi, base_url: str) -> None:
     assert len(run_cli("runs", "--limit=1", env=env).stdout.splitlines()) == 3
     failed = run_cli("status", "--max-age", "2h", env=env)
     assert failed.returncode == 1
-    verdict, success = failed.stdout.splitlines()
+    verdict, success = verdict_of(failed.stdout).splitlines()
     assert re.match(
         r"FAILED: last run 2 failed [\d.]+ m?s ago: GET http://127.0.0.1:\d+/v1/fine_tuning/jobs: ", verdict
     )
@@ -273,7 +273,8 @@ def test_runs_and_status(db_url: str, fake: FakeApi, base_url: str) -> None:
     stale = run_cli("status", "--max-age", "0s", env=env)
     assert stale.returncode == 1
     assert re.fullmatch(
-        r"STALE: last successful sync \S+ m?s ago \(max age 0 ms\): run 3 at \S+ \S+Z\n", stale.stdout
+        r"STALE: last successful sync \S+ m?s ago \(max age 0 ms\): run 3 at \S+ \S+Z\n",
+        verdict_of(stale.stdout),
     )
     bad = run_cli("status", "--max-age", "soon", env=env)
     assert bad.returncode == 2
