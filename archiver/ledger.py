@@ -264,6 +264,19 @@ def spaced_jobs(conn: Connection, n: int, limit: int, route: str = DEFAULT) -> l
     return [(row[0], row[1]) for row in cuts if row is not None]
 
 
+def let_go(conn: Connection, ids: list[str], route: str, now: float) -> int:
+    """These jobs are gone from the route's listing: a job another route lists is no longer the
+    route's (its job_routes row goes), the others are marked vanished; how many were marked."""
+    r = job_routes.c
+    elsewhere: set[str] = set()
+    for chunk in chunks(ids):
+        others = select(r.job_id).where(r.job_id.in_(chunk), r.route != route)
+        elsewhere.update(conn.execute(others).scalars())
+    for chunk in chunks(sorted(elsewhere)):
+        conn.execute(delete(job_routes).where(r.route == route, r.job_id.in_(chunk)))
+    return mark_vanished(conn, [i for i in ids if i not in elsewhere], now)
+
+
 def mark_vanished(conn: Connection, ids: list[str], now: float) -> int:
     """Mark these jobs vanished; how many were not already."""
     marked = 0

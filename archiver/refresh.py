@@ -108,7 +108,7 @@ def record(run: Run, vanished: list[str], missing: list[str], failed: dict[str, 
         return
     now = time.time()
     with interrupts.deferred(), run.engine.begin() as conn:
-        marked = ledger.mark_vanished(conn, vanished, now)
+        marked = ledger.let_go(conn, vanished, run.route, now)
         ledger.record_missing(conn, missing, run.refresh_rows, now)
         ledger.record_failures(conn, failed, run.refresh_rows, now)
     run.unrefreshed.update(failed)

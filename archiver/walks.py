@@ -263,10 +263,11 @@ def hold_the_rest(run: Run, w: Walk, last_id: str | None, created: int | None) -
 
 
 def mark_missing_vanished(run: Run, listed: Container[str]) -> None:
-    """After a full walk: archived jobs it did not see are gone from the listing."""
+    """After a full walk: archived jobs of the route it did not see are gone from its listing
+    (vanished, unless another route lists them: ledger.let_go)."""
     with interrupts.deferred(), run.engine.begin() as conn:
         missing = [job_id for job_id in ledger.listed_ids(conn, run.route) if job_id not in listed]
-        ledger.mark_vanished(conn, missing, time.time())
-    if missing:
-        run.result.vanished += len(missing)
-        log.info("%d archived jobs are no longer listed; kept and marked vanished", len(missing))
+        marked = ledger.let_go(conn, missing, run.route, time.time())
+    if marked:
+        run.result.vanished += marked
+        log.info("%d archived jobs are no longer listed; kept and marked vanished", marked)

@@ -339,3 +339,26 @@ def test_0012_makes_an_existing_archive_the_route_default_and_0011_gets_its_rows
     resumed = sync(api_for(fake), engine, limit=10)  # the gap is the route default's: walked and closed
     assert gaps(db_url) == [] and resumed.partial is None
     assert_archive_equals(engine, fake.jobs)
+
+
+def test_a_job_gone_from_one_route_but_listed_by_another_leaves_that_route_and_is_not_vanished(
+    db_url: str, tmp_path: Path, stack: ExitStack
+) -> None:
+    shared = settled(12, 43)
+    fakes = {
+        "openai": route_fake("openai", list(shared)),
+        "team-b": route_fake("team-b", shared, provider="openai"),
+    }
+    env = env_for(db_url, tmp_path, served(stack, fakes))
+    config = (tmp_path / "archiver.toml").read_text().replace('provider = "team-b"', 'provider = "openai"')
+    (tmp_path / "archiver.toml").write_text(config)
+    assert run_cli("sync", "--page-size=5", env=env, cwd=tmp_path).returncode == 0
+    gone = fakes["openai"].jobs[4]
+    fakes["openai"].jobs.remove(gone)
+    full = run_cli("sync", "--json", "--full", "--parallel=1", "--route", "openai", env=env, cwd=tmp_path)
+    assert full.returncode == 0, full.stderr
+    assert json.loads(full.stdout)["routes"]["openai"]["jobs_vanished"] == 0
+    assert table(db_url, jobs, "id", "vanished_at") == sorted((j["id"], None) for j in shared)
+    routes = table(db_url, job_routes, "route", "job_id")
+    assert ("openai", gone["id"]) not in routes and ("team-b", gone["id"]) in routes
+    assert len(routes) == 2 * len(shared) - 1
