@@ -7,6 +7,8 @@
     rows = archive.report("monthly_activity", since="2026-01-01")   # list of dicts
     rows = archive.query("SELECT status, count(*) AS n FROM jobs GROUP BY status")
     health = archive.status(max_age="2h")         # the same verdict as `archiver status`
+    routes = [archiver.Route("openai", route), archiver.Route("azure", archiver.Portkey(...))]
+    done = archive.sync(routes=routes)            # one after another; done.results, done.errors
 
 The names below are the public API; everything else is internal. They load on first use, so that
 `import archiver` (and `archiver --version`) stays cheap.
@@ -28,6 +30,8 @@ __all__ = [
     "Interrupted",
     "Portkey",
     "RejectedItems",
+    "Route",
+    "RoutesResult",
     "SyncResult",
     "TryLater",
     "Unrefreshed",
@@ -39,6 +43,8 @@ _HOMES = {
     "Archive": "archiver.archive",
     "Health": "archiver.health",
     "Portkey": "archiver.portkey",
+    "Route": "archiver.routes",
+    "RoutesResult": "archiver.runs",
     "SyncResult": "archiver.sync",
     "log_filter": "archiver.log",
     **dict.fromkeys(
@@ -64,6 +70,8 @@ if TYPE_CHECKING:
     from archiver.health import Health
     from archiver.log import log_filter
     from archiver.portkey import Portkey
+    from archiver.routes import Route
+    from archiver.runs import RoutesResult
     from archiver.sync import SyncResult
 
 

@@ -2,23 +2,24 @@
 
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from archiver import checkpoints, db, health, lock, reports
-from archiver.client import make_api
 from archiver.detail_store import metrics_by_step
 from archiver.details import CONCURRENCY, MAX_BYTES, DetailOptions, DetailsResult
-from archiver.errors import ConfigError, require_seconds, require_whole
+from archiver.errors import ConfigError
 from archiver.health import Health, parse_age
 from archiver.portkey import Portkey
-from archiver.sync import SyncResult, sync
+from archiver.routes import Route
+from archiver.runs import RoutesResult, check_sizes, chosen_routes, retry_policy, sync_routes
+from archiver.sync import SyncResult
 from archiver.verify import Verdict, check_archive
 
 Rows = list[dict[str, Any]]
@@ -93,10 +94,17 @@ class Archive:
         with self._read() as conn:
             return reader(conn)
 
-    def sync(
+    @overload
+    def sync(self, route: Portkey | Route, **options: Any) -> SyncResult: ...
+
+    @overload
+    def sync(self, *, routes: Sequence[Route], **options: Any) -> RoutesResult: ...
+
+    def sync(  # type: ignore[misc]  # the overloads name only what tells them apart
         self,
-        route: Portkey,
+        route: Portkey | Route | None = None,
         *,
+        routes: Sequence[Route] | None = None,
         full: bool = False,
         page_size: int = 100,
         parallel: int = 4,
@@ -116,14 +124,19 @@ class Archive:
         on_details: Callable[[DetailsResult], None] | None = None,
         checkpoint_log: str | Path | None = None,
         signing_key: str | Path | None = None,
-    ) -> SyncResult:
+        on_route: Callable[[str], None] | None = None,
+    ) -> SyncResult | RoutesResult:
         """Copy new and changed jobs (all of them with `full`) into the archive.
 
         Takes the run lock (one sync per archive at a time), creates or migrates the schema
         (unless `migrate` is False), walks the API and records the run in `sync_runs`.
 
         Args:
-            route: where and how to reach the gateway (`Portkey.from_env()` or `Portkey(...)`).
+            route: where and how to reach the gateway (`Portkey.from_env()` or `Portkey(...)`, synced
+                as the route `default`, or a `Route`).
+            routes: instead of `route`, several routes (`archiver.Route(name, Portkey(...))`), synced
+                one after another under one lock; one failing does not stop the others. Returns a
+                RoutesResult then (each route's SyncResult, or its error).
             full: walk the whole history instead of stopping at known jobs.
             page_size: jobs per request to ask for (every job is synced, whatever it is).
             parallel: with `full`, how many parts of an archived history to fetch at once (1: one
@@ -143,6 +156,7 @@ class Archive:
             checkpoint_log: append the run's checkpoint (the audit chain's head, also in the run's
                 row and `result.checkpoint`) to this file, kept where the archive's writers cannot
                 rewrite it; `signing_key`: an Ed25519 private key (PEM) to sign it with.
+            on_route: called with each route's name before its run.
 
         Returns:
             the run's SyncResult (counters, `run_id`, `partial` coverage, `migrated_from`).
@@ -157,50 +171,28 @@ class Archive:
         if limit is not None:
             warnings.warn("Archive.sync(limit=) is now page_size=", DeprecationWarning, stacklevel=2)
             page_size = limit
-        for name, value, low, high in (
-            ("page_size", page_size, 1, 10_000),
-            ("parallel", parallel, 1, 32),
-            ("max_retries", max_retries, 0, 20),
-            ("details_concurrency", details_concurrency, 1, 32),
-            ("details_max_jobs", 1 if details_max_jobs is None else details_max_jobs, 1, 10**9),
-            ("details_max_bytes", details_max_bytes, 1, 2**40),
-        ):
-            require_whole(name, value, low, high)
-        for name, seconds, least in (
-            ("timeout", timeout, 0.1),
-            ("retry_after_cap", retry_after_cap, 0.0),
-            ("retry_backoff", retry_backoff, 0.0),
-            ("max_time", 1.0 if max_time is None else max_time, 1.0),
-        ):
-            require_seconds(name, seconds, least)
-        settings = route.settings(
-            timeout=timeout,
-            max_retries=max_retries,
-            retry_after_cap=retry_after_cap,
-            backoff_base=retry_backoff,
-            max_time=max_time,
+        check_sizes(
+            page_size, parallel, max_retries, details_concurrency, details_max_jobs, details_max_bytes
         )
-        keeping = checkpoints.keeping(checkpoint_log, signing_key)
+        policy = retry_policy(timeout, max_retries, retry_after_cap, retry_backoff, max_time)
+        chosen = chosen_routes(route, routes)
+        options: dict[str, Any] = {"full": full, "limit": page_size, "parallel": parallel, "on_page": on_page}
+        options["details"] = (
+            DetailOptions(True, details_concurrency, details_max_jobs, details_max_bytes) if details else None
+        )
+        options |= {"on_details": on_details, "keeping": checkpoints.keeping(checkpoint_log, signing_key)}
         engine = self.engine(write=True)
         with self._database_errors(), lock.run_lock(engine):
             migrated = db.ensure_schema(engine, migrate=migrate)
             if migrated and on_migrate:
                 on_migrate(migrated)
-            with make_api(settings) as api:
-                result = sync(
-                    api,
-                    engine,
-                    full=full,
-                    limit=page_size,
-                    parallel=parallel,
-                    provider=route.provider_name,
-                    on_page=on_page,
-                    details=DetailOptions(True, details_concurrency, details_max_jobs, details_max_bytes)
-                    if details
-                    else None,
-                    on_details=on_details,
-                    keeping=keeping,
-                )
+            done = sync_routes(
+                engine, chosen, policy, options, stop_at_error=routes is None, on_route=on_route
+            )
+        done.migrated_from = migrated
+        if routes is not None:
+            return done
+        result = done.results[chosen[0].name]
         result.migrated_from = migrated
         return result
 
@@ -325,13 +317,19 @@ class Archive:
 
         return self.read(reports.listing)
 
-    def last_run(self) -> dict[str, Any] | None:
-        """The newest sync_runs row, whatever its outcome (None before the first sync).
-
-        Raises ConfigError if there is no archive file, DatabaseError if it cannot be read."""
+    def last_run(self, route: str | None = None) -> dict[str, Any] | None:
+        """The newest sync_runs row (of `route`, if given), whatever its outcome (None before the
+        first sync). Raises ConfigError if there is no archive file, DatabaseError if it cannot be read."""
         with self._database_errors(), self.engine().connect() as conn:
-            row = reports.last_run(conn) if db.current(conn) else None
+            row = reports.last_run(conn, route=route) if db.current(conn) else None
         return row._asdict() if row else None
+
+    def routes(self, configured: dict[str, str | None] | None = None) -> Rows:
+        """Each route (`configured`: name -> provider, those of a config file first; then every
+        route the archive holds runs or jobs of): provider, jobs it lists, last run, coverage.
+
+        Raises ConfigError if there is no archive yet, DatabaseError if it cannot be read."""
+        return self.read(lambda conn: health.routes_listing(conn, configured or {}))
 
     def runs(self, limit: int = 20) -> Rows:
         """The newest `limit` sync runs, newest first (the `sync_health` report). Raises as `report`."""

@@ -46,10 +46,14 @@ GENESIS = "0" * 64
 
 # What a link records of its row, by table; a job's JSON and its details go in as digests.
 HISTORY_FIELDS = ("job_id", "sync_run_id", "observed_at", "status", "content_hash", "observed_via")
-RUN_FIELDS = (
+RUN_FIELDS_0011 = (
     *("id", "started_at", "finished_at", "status", "mode", "base_url", "error", "pages", "requests"),
     *("jobs_seen", "jobs_inserted", "jobs_updated", "jobs_unchanged", "jobs_rejected"),
 )
+RUN_FIELDS = (*RUN_FIELDS_0011, "route")  # since 0012
+# A field a record leaves out when it holds this value: a run of the route `default` records what
+# runs recorded before routes existed (so 0011's rebuilt chain and older records stay true).
+IMPLIED = {"route": "default"}
 DETAIL_FIELDS = ("job_id", "sync_run_id", "written_at", "details_sha256")
 
 
@@ -88,15 +92,16 @@ def history_links(conn: Connection, versions: list[JSONObj]) -> None:
         version.update(chained)
 
 
-def seal_runs(conn: Connection, ids: list[int]) -> None:
-    """Chain these ended runs' rows as they now are."""
+def seal_runs(conn: Connection, ids: list[int], fields: tuple[str, ...] = RUN_FIELDS) -> None:
+    """Chain these ended runs' rows as they now are (`fields`: the columns the schema has)."""
     if not ids:
         return
-    query = select(*(sync_runs.c[k] for k in RUN_FIELDS)).where(
+    query = select(*(sync_runs.c[k] for k in fields)).where(
         sync_runs.c.id.in_(ids), sync_runs.c.seq.is_(None)
     )
     rows = [dict(r._mapping) for r in conn.execute(query.order_by(sync_runs.c.id))]
-    chained = link(conn, "sync_runs", rows)
+    said = [{k: v for k, v in row.items() if k not in IMPLIED or IMPLIED[k] != v} for row in rows]
+    chained = link(conn, "sync_runs", said)
     if chained:
         stmt = update(sync_runs).where(sync_runs.c.id == bindparam("run_id"))
         conn.execute(stmt, [c | {"run_id": r["id"]} for r, c in zip(rows, chained, strict=True)])
@@ -197,7 +202,7 @@ def write_before(
     while n < len(later) and later[n][:2] < key:
         run_id, kind, at, job_id = later[n]
         if kind == 2:
-            seal_runs(conn, [run_id])
+            seal_runs(conn, [run_id], RUN_FIELDS_0011)  # rebuild is migration 0011's
         else:
             append_details(conn, job_id, run_id or None, at)
         n += 1

@@ -57,7 +57,7 @@ def resume_elsewhere(run: Run, w: Walk, cursor: str | None, why: str) -> None:
     with run.engine.connect() as conn:
         if cursor is not None and created is None:
             created = ledger.created_at(conn, cursor)
-        candidates = ledger.listed_before(conn, created, CANDIDATES) if created is not None else []
+        candidates = ledger.listed_before(conn, created, CANDIDATES, run.route) if created is not None else []
     for job_id, when in candidates:
         if in_place(run, job_id, when):
             log.warning("%s; resuming the walk after job %s", why, job_id)
@@ -83,4 +83,4 @@ def follows(run: Run, w: Walk, created: list[int | None], ends: bool) -> bool:
     if not ends:
         return True
     with run.engine.connect() as conn:
-        return not ledger.listed_older_than(conn, min(known, default=w.cursor_created))
+        return not ledger.listed_older_than(conn, min(known, default=w.cursor_created), run.route)

@@ -20,6 +20,7 @@ DATASETTE_BINDS = {
     "until": "coalesce(CAST(strftime('%s', nullif(:until, '')) AS INTEGER), 253402300799)",  # sql: < :until
     "now": ":_now_epoch",
     "limit": "coalesce(CAST(nullif(:limit, '') AS INTEGER), 1000)",
+    "route": "coalesce(nullif(:route, ''), '*')",
 }
 PARAMETER_HELP = {
     "since": "since: a date (UTC), e.g. 2026-01-01; blank for all time",
@@ -27,6 +28,7 @@ PARAMETER_HELP = {
     "limit": "limit: how many rows at most (default 1000)",
     "job_id": "job_id: the job's id, e.g. ftjob-abc123",
     "model": "model: the base model, e.g. gpt-4o-mini-2024-07-18",
+    "route": "route: one route's, e.g. openai; blank for every route",
 }
 
 JOB = {
@@ -73,6 +75,7 @@ RUN = {
     "jobs_rejected": "List items that were not jobs (see rejected_items)",
     "error": "Why the run failed, as the user was told",
     "base_url": "The API base URL the run used (never a credential)",
+    "route": "The route the run synced (archiver.toml's [routes.NAME]; default: from PORTKEY_*)",
     **CHAIN,
 }
 JOB_ID = {"job_id": "The job (jobs.id)"}
@@ -139,6 +142,15 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         },
     ),
     "sync_runs": ("Every archiver sync run, whatever its outcome", RUN),
+    "job_routes": (
+        "Which routes list each job: a job is one row of jobs, however many routes list it",
+        {
+            "route": "The route (sync_runs.route)",
+            **JOB_ID,
+            "first_seen_run": "The run that first listed it through this route (sync_runs.id)",
+            "last_seen_run": "The run that last listed it through this route (sync_runs.id)",
+        },
+    ),
     "sync_gaps": (
         "Coverage: parts of the job listing that may hold jobs not archived yet; none when complete",
         {
@@ -150,6 +162,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "sync_run_id": "The run that last moved it (sync_runs.id)",
             "blocked_reason": "Why the route refused to page here; empty unless blocked",
             "blocked_at": "When it last refused (Unix seconds); tried again a day later",
+            "route": "The route whose listing it is part of",
             "after_created_at": "When the job after_id was created, then: a job that moved is no cursor",
         },
     ),
@@ -211,7 +224,8 @@ TABLES.update(AUDIT_TABLES)
 FACETS = {
     "jobs": ["status", "status_class", "model", "provider"],
     "job_summary": ["status", "status_class", "model", "provider"],
-    "sync_runs": ["status", "mode"],
+    "sync_runs": ["route", "status", "mode"],
+    "job_routes": ["route"],
     "sync_run_summary": ["status", "mode"],
     "job_details": ["state"],
     "job_events": ["level", "type"],

@@ -30,7 +30,7 @@ from archiver import detail_store as ds
 from archiver.client import Api
 from archiver.detail_store import Fetched
 from archiver.errors import ApiError, ArchiverError, TryLater
-from archiver.models import job_details, jobs, result_files
+from archiver.models import job_details, job_routes, jobs, result_files
 from archiver.store import chunks
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class DetailOptions:
     concurrency: int = CONCURRENCY
     max_jobs: int | None = None
     max_bytes: int = MAX_BYTES
+    route: str | None = None  # only the jobs this route lists (None: every job), fetched through it
 
 
 DEFAULT_DETAILS = DetailOptions()
@@ -86,25 +87,29 @@ class Due:
     attempts: int
 
 
-def is_due(now: float) -> Any:
-    """Final, listed jobs whose details were never tried, or are due to be tried again."""
+def is_due(now: float, route: str | None = None) -> Any:
+    """Final, listed jobs (of `route`, if given) whose details were never tried, or are due to be
+    tried again."""
     d = job_details.c
     never_or_due = or_(d.job_id.is_(None), and_(d.state == "retry", d.next_try_at <= now))
-    return and_(jobs.c.status_class.in_(FINAL), jobs.c.vanished_at.is_(None), never_or_due)
+    due = and_(jobs.c.status_class.in_(FINAL), jobs.c.vanished_at.is_(None), never_or_due)
+    if route is None:
+        return due
+    return and_(due, jobs.c.id.in_(select(job_routes.c.job_id).where(job_routes.c.route == route)))
 
 
-def count_due(conn: Connection, now: float) -> int:
+def count_due(conn: Connection, now: float, route: str | None = None) -> int:
     query = select(func.count()).select_from(jobs.outerjoin(job_details, job_details.c.job_id == jobs.c.id))
-    return int(conn.execute(query.where(is_due(now))).scalar_one())
+    return int(conn.execute(query.where(is_due(now, route))).scalar_one())
 
 
-def due_jobs(conn: Connection, now: float, limit: int | None = None) -> list[Due]:
+def due_jobs(conn: Connection, now: float, limit: int | None = None, route: str | None = None) -> list[Due]:
     """The jobs whose details are due (is_due), newest first, with the files they name."""
     d = job_details.c
     query = (
         select(jobs.c.id, jobs.c.provider, jobs.c.training_file, jobs.c.validation_file, d.attempts)
         .select_from(jobs.outerjoin(job_details, d.job_id == jobs.c.id))
-        .where(is_due(now))
+        .where(is_due(now, route))
         .order_by(jobs.c.created_at.desc(), jobs.c.id)
     )
     rows = conn.execute(query if limit is None else query.limit(limit)).all()
@@ -204,8 +209,8 @@ def archive_details(
         return result
     now = time.time()
     with engine.connect() as conn:
-        due = due_jobs(conn, now, options.max_jobs)
-        capped = count_due(conn, now) if len(due) == options.max_jobs else len(due)
+        due = due_jobs(conn, now, options.max_jobs, options.route)
+        capped = count_due(conn, now, options.route) if len(due) == options.max_jobs else len(due)
     result.total = len(due)
     if not due:
         return result

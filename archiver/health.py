@@ -31,16 +31,81 @@ class Health:
 
 
 def status(engine: Engine, max_age: float | None) -> Health:
-    """`Archive.status`: gather what the verdict needs in one read, then judge it."""
+    """`Archive.status`: gather what the verdict needs in one read, then judge it; with more than
+    one route, each route is judged on its own runs and coverage, and the archive is its worst."""
     with engine.connect() as conn:
         synced = db.current(conn) is not None
-        last = reports.last_run(conn) if synced else None
-        ok = reports.last_run(conn, "succeeded") if synced else None
-        listing = ledger.coverage(conn) if synced else []
+        names = route_names(conn) if synced else [ledger.DEFAULT]
+        seen = {
+            r: (
+                reports.last_run(conn, route=r) if synced else None,
+                reports.last_run(conn, "succeeded", r) if synced else None,
+                ledger.coverage(conn, r) if synced else [],
+            )
+            for r in names
+        }
         details = details_status(conn) if synced else []
         audit = audit_lines(conn) if synced else []
-    pid = lock.lock_holder(engine) if last is not None and last.status == "running" else None
-    return replace(judge(last, ok, max_age, time.time(), pid, listing, details), audit=audit)
+    now = time.time()
+    held = [last for last, _, _ in seen.values() if last is not None and last.status == "running"]
+    pid = lock.lock_holder(engine) if held else None
+    verdicts = {
+        r: judge(last, ok, max_age, now, pid, listing, details) for r, (last, ok, listing) in seen.items()
+    }
+    if len(verdicts) == 1:
+        return replace(next(iter(verdicts.values())), audit=audit)
+    worst = min(verdicts.values(), key=lambda h: VERDICTS.index(h.verdict))
+    bad = sum(h.verdict != "OK" for h in verdicts.values())
+    lines = [f"{worst.verdict}: {bad} of {len(verdicts)} routes not OK"]
+    lines += [f"route {r}: {line}" for r, h in verdicts.items() for line in h.lines]
+    coverage = [
+        f"route {r}: {line}" for r, h in verdicts.items() for line in h.coverage if line not in details
+    ]
+    running = next((h.running for h in verdicts.values() if h.running), None)
+    return Health(worst.verdict, lines, worst.last_success, coverage + details, running, audit)
+
+
+VERDICTS = ("FAILED", "STALE", "PARTIAL", "OK")  # the worst first
+
+
+def route_names(conn: Any) -> list[str]:
+    """The routes the archive holds runs or jobs of, in the order they first ran."""
+    from sqlalchemy import func, select
+
+    from archiver.models import job_routes, sync_runs
+
+    runs = select(sync_runs.c.route, func.min(sync_runs.c.id)).group_by(sync_runs.c.route)
+    named = [r for r, _ in sorted(conn.execute(runs), key=lambda row: row[1])]
+    listed = conn.execute(select(job_routes.c.route).distinct()).scalars()
+    return named + sorted(set(listed) - set(named)) or [ledger.DEFAULT]
+
+
+def routes_listing(conn: Any, providers: dict[str, str | None]) -> list[dict[str, Any]]:
+    """`archiver routes`: each route (`providers`: those configured, by name, with their provider
+    if the config says it; then the others the archive holds) with its jobs, last run, coverage."""
+    from sqlalchemy import func, select
+
+    from archiver.models import job_routes, jobs
+
+    rows = []
+    for name in [*providers, *(r for r in route_names(conn) if r not in providers)]:
+        count = select(func.count()).where(job_routes.c.route == name)
+        common = select(jobs.c.provider).where(ledger.on_route(name)).group_by(jobs.c.provider)
+        common = common.order_by(func.count().desc(), jobs.c.provider).limit(1)
+        last, lines = reports.last_run(conn, route=name), ledger.coverage(conn, name)
+        rows.append(
+            {
+                "route": name,
+                "provider": providers.get(name) or conn.execute(common).scalar() or "unknown",
+                "jobs": conn.execute(count).scalar_one(),
+                "last_run_id": last.id if last else None,
+                "last_run_status": last.status if last else None,
+                "last_run_utc": reports.utc(last.finished_at or last.started_at) if last else None,
+                "coverage": "; ".join(lines) if lines else "complete",
+                "configured": name in providers,
+            }
+        )
+    return rows
 
 
 def judge(

@@ -7,8 +7,10 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, true, update
 
 from archiver import chain, normalize, reports
-from archiver.models import job_refresh, jobs, sync_gaps, sync_runs
+from archiver.models import job_refresh, job_routes, jobs, sync_gaps, sync_runs
 from archiver.store import JSONObj, chunks
+
+DEFAULT = "default"  # the route of an archive without a config file, and of all before 0012
 
 
 @dataclass(eq=False)
@@ -27,7 +29,12 @@ class Gap:
     after_created_at: int | None = None  # of the job `after_id`, when the gap was moved there
 
 
-def load_gaps(conn: Connection) -> list[Gap]:
+def on_route(route: str) -> Any:
+    """Jobs the route lists (job_routes): each route's coverage is reasoned over its own jobs."""
+    return jobs.c.id.in_(select(job_routes.c.job_id).where(job_routes.c.route == route))
+
+
+def load_gaps(conn: Connection, route: str = DEFAULT) -> list[Gap]:
     g = sync_gaps.c
     query = select(
         g.id,
@@ -39,17 +46,17 @@ def load_gaps(conn: Connection) -> list[Gap]:
         g.opened_at,
         g.after_created_at,
     )
-    return [Gap(*row) for row in conn.execute(query.order_by(g.id))]
+    return [Gap(*row) for row in conn.execute(query.where(g.route == route).order_by(g.id))]
 
 
-def save_gap(conn: Connection, gap: Gap, run_id: int, now: float) -> None:
+def save_gap(conn: Connection, gap: Gap, run_id: int, now: float, route: str = DEFAULT) -> None:
     """Insert a new gap (its id is set) or store where an open one now starts."""
     keys = ("after_id", "after_created_at", "until_id", "until_created_at", "blocked_reason", "blocked_at")
     values = {k: getattr(gap, k) for k in keys}  # a page out of order moves its end to the end
     if gap.id is None:
         values["opened_at"] = now
         gap.id = conn.execute(
-            insert(sync_gaps).values(**values, sync_run_id=run_id).returning(sync_gaps.c.id)
+            insert(sync_gaps).values(**values, sync_run_id=run_id, route=route).returning(sync_gaps.c.id)
         ).scalar_one()
     else:
         conn.execute(update(sync_gaps).where(sync_gaps.c.id == gap.id).values(**values, sync_run_id=run_id))
@@ -60,14 +67,15 @@ def close_gaps(conn: Connection, ids: list[int]) -> None:
         conn.execute(delete(sync_gaps).where(sync_gaps.c.id.in_(ids)))
 
 
-def start_run(conn: Connection, mode: str, base_url: str, now: float) -> int:
-    """Record a new run; a run still marked running was killed (the caller holds the run lock)."""
+def start_run(conn: Connection, mode: str, base_url: str, now: float, route: str = DEFAULT) -> int:
+    """Record a new run of `route`; a run still marked running, of any route, was killed (the
+    caller holds the run lock, which is the archive's)."""
     killed = update(sync_runs).where(sync_runs.c.status == "running").returning(sync_runs.c.id)
     ended = conn.execute(
         killed.values(status="abandoned", error="the process ended without recording its end (killed?)")
     )
     chain.seal_runs(conn, list(ended.scalars()))
-    row = {"started_at": now, "status": "running", "mode": mode, "base_url": base_url}
+    row = {"started_at": now, "status": "running", "mode": mode, "base_url": base_url, "route": route}
     return int(conn.execute(insert(sync_runs).values(row).returning(sync_runs.c.id)).scalar_one())
 
 
@@ -89,11 +97,14 @@ def in_flight_jobs() -> Any:
     return moving & jobs.c.vanished_at.is_(None)
 
 
-def load_in_flight(conn: Connection, now: float, everything: bool = False) -> dict[str, int | None]:
-    """The in-flight jobs due a refresh (`everything`: all of them): id -> created_at."""
+def load_in_flight(
+    conn: Connection, now: float, everything: bool = False, route: str = DEFAULT
+) -> dict[str, int | None]:
+    """The in-flight jobs the route lists due a refresh (`everything`: all of them): id -> created_at.
+    A job two routes list is refreshed by whichever runs first; its refresh state is the job's."""
     due = job_refresh.c.due_at.is_(None) | (job_refresh.c.due_at <= now)
     query = select(jobs.c.id, jobs.c.created_at).select_from(jobs.outerjoin(job_refresh))
-    query = query.where(in_flight_jobs(), true() if everything else due)
+    query = query.where(in_flight_jobs(), on_route(route), true() if everything else due)
     return {job_id: created for job_id, created in conn.execute(query)}
 
 
@@ -185,64 +196,85 @@ def record_missing(conn: Connection, ids: list[str], rows: set[str], now: float)
             rows.add(job_id)
 
 
-def failing_refreshes(conn: Connection) -> list[tuple[str, float, int, str]]:
-    """Jobs whose refresh keeps failing: (id, since, failures, the last error), oldest first."""
+def failing_refreshes(conn: Connection, route: str | None = None) -> list[tuple[str, float, int, str]]:
+    """Jobs (of `route`, if given) whose refresh keeps failing: (id, since, failures, the last
+    error), oldest first."""
     r = job_refresh.c
     query = select(r.job_id, r.failing_since, r.failures, r.error).where(r.failures > 0)
+    if route is not None:
+        query = query.where(r.job_id.in_(select(job_routes.c.job_id).where(job_routes.c.route == route)))
     return [(a, b, c, d) for a, b, c, d in conn.execute(query.order_by(r.failing_since, r.job_id))]
 
 
-def failing_in_flight(conn: Connection) -> dict[str, str | None]:
-    """Jobs in flight whose last GETs failed and that no page has shown since: id -> the error."""
+def failing_in_flight(conn: Connection, route: str = DEFAULT) -> dict[str, str | None]:
+    """Jobs of the route in flight whose last GETs failed and that no page has shown since: id ->
+    the error."""
     r = job_refresh.c
     query = select(r.job_id, r.error).select_from(job_refresh.join(jobs))
-    return {job_id: error for job_id, error in conn.execute(query.where(r.failures > 0, in_flight_jobs()))}
+    failing = query.where(r.failures > 0, in_flight_jobs(), on_route(route))
+    return {job_id: error for job_id, error in conn.execute(failing)}
 
 
 def created_at(conn: Connection, job_id: str) -> int | None:
     return conn.execute(select(jobs.c.created_at).where(jobs.c.id == job_id)).scalar()
 
 
-def listed_before(conn: Connection, created: int, n: int) -> list[tuple[str, int]]:
+def listed_before(conn: Connection, created: int, n: int, route: str = DEFAULT) -> list[tuple[str, int]]:
     """Up to n archived jobs, not vanished, created after `created`, nearest first: where a walk
     can resume when the job it was to resume after has gone."""
     query = select(jobs.c.id, jobs.c.created_at)
-    query = query.where(jobs.c.created_at > created, jobs.c.vanished_at.is_(None))
+    query = query.where(jobs.c.created_at > created, jobs.c.vanished_at.is_(None), on_route(route))
     rows = conn.execute(query.order_by(jobs.c.created_at, jobs.c.id).limit(n))
     return [(job_id, when) for job_id, when in rows]
 
 
-def listed_older_than(conn: Connection, created: int) -> bool:
-    """Whether the archive holds a job, not vanished, created before `created`."""
-    query = select(jobs.c.id).where(jobs.c.created_at < created, jobs.c.vanished_at.is_(None))
+def listed_older_than(conn: Connection, created: int, route: str = DEFAULT) -> bool:
+    """Whether the archive holds a job of the route, not vanished, created before `created`."""
+    query = select(jobs.c.id).where(
+        jobs.c.created_at < created, jobs.c.vanished_at.is_(None), on_route(route)
+    )
     return conn.execute(query.limit(1)).first() is not None
 
 
-def count_created_between(conn: Connection, oldest: int, newest: int) -> int:
-    query = select(func.count()).where(jobs.c.created_at >= oldest, jobs.c.created_at <= newest)
+def count_created_between(conn: Connection, oldest: int, newest: int, route: str = DEFAULT) -> int:
+    between = (jobs.c.created_at >= oldest) & (jobs.c.created_at <= newest)
+    query = select(func.count()).where(between, on_route(route))
     return conn.execute(query).scalar_one()
 
 
-def newest_job(conn: Connection) -> tuple[str, int | None] | None:
+def newest_job(conn: Connection, route: str = DEFAULT) -> tuple[str, int | None] | None:
     """The archived job listed first (the API lists newest first): where a head walk meets the
     archive. Not a vanished one: a head walk would miss it and check it with a GET every run."""
-    query = select(jobs.c.id, jobs.c.created_at).where(jobs.c.vanished_at.is_(None))
+    query = select(jobs.c.id, jobs.c.created_at).where(jobs.c.vanished_at.is_(None), on_route(route))
     query = query.order_by(jobs.c.created_at.desc().nulls_last(), jobs.c.id.desc())
     row = conn.execute(query.limit(1)).first()
     return (row[0], row[1]) if row else None
 
 
-def spaced_jobs(conn: Connection, n: int, limit: int) -> list[tuple[str, int | None]]:
+def spaced_jobs(conn: Connection, n: int, limit: int, route: str = DEFAULT) -> list[tuple[str, int | None]]:
     """Up to n - 1 listed jobs, newest first, that cut the archived history into parts of about as
     many whole pages each: where the segments of a parallel walk start. Each is the last job of a
     page, so the part before it ends with a whole page."""
-    listed = jobs.c.vanished_at.is_(None) & jobs.c.created_at.is_not(None)
+    listed = jobs.c.vanished_at.is_(None) & jobs.c.created_at.is_not(None) & on_route(route)
     pages = -(-conn.execute(select(func.count()).where(listed)).scalar_one() // limit)
     parts = min(n, pages)
     query = select(jobs.c.id, jobs.c.created_at).where(listed)
     query = query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(1)
     cuts = [conn.execute(query.offset(round(k * pages / parts) * limit - 1)).first() for k in range(1, parts)]
     return [(row[0], row[1]) for row in cuts if row is not None]
+
+
+def let_go(conn: Connection, ids: list[str], route: str, now: float) -> int:
+    """These jobs are gone from the route's listing: a job another route lists is no longer the
+    route's (its job_routes row goes), the others are marked vanished; how many were marked."""
+    r = job_routes.c
+    elsewhere: set[str] = set()
+    for chunk in chunks(ids):
+        others = select(r.job_id).where(r.job_id.in_(chunk), r.route != route)
+        elsewhere.update(conn.execute(others).scalars())
+    for chunk in chunks(sorted(elsewhere)):
+        conn.execute(delete(job_routes).where(r.route == route, r.job_id.in_(chunk)))
+    return mark_vanished(conn, [i for i in ids if i not in elsewhere], now)
 
 
 def mark_vanished(conn: Connection, ids: list[str], now: float) -> int:
@@ -255,18 +287,18 @@ def mark_vanished(conn: Connection, ids: list[str], now: float) -> int:
     return marked
 
 
-def listed_ids(conn: Connection) -> Iterator[str]:
-    """Every archived job not marked vanished."""
-    yield from conn.execute(select(jobs.c.id).where(jobs.c.vanished_at.is_(None))).scalars()
+def listed_ids(conn: Connection, route: str = DEFAULT) -> Iterator[str]:
+    """Every archived job of the route not marked vanished."""
+    yield from conn.execute(select(jobs.c.id).where(jobs.c.vanished_at.is_(None), on_route(route))).scalars()
 
 
-def coverage(conn: Connection) -> list[str]:
+def coverage(conn: Connection, route: str = DEFAULT) -> list[str]:
     """For `archiver status`: why part of the history is unreachable through this route, and since
     when (blocked gaps, one line per reason); then the gaps a cut-off run left for the next sync,
     and the in-flight jobs whose refresh keeps failing. Any line means the archive is incomplete."""
     lines: list[str] = []
     blocked: dict[str, float | None] = {}
-    for gap in load_gaps(conn):
+    for gap in load_gaps(conn, route):
         if gap.blocked_reason:
             blocked.setdefault(gap.blocked_reason, gap.opened_at)
         else:
@@ -274,7 +306,7 @@ def coverage(conn: Connection) -> list[str]:
             end = f"up to job {gap.until_id}" if gap.until_id else "to the end of the history"
             lines.append(f"coverage: a run was cut off; the next sync walks the jobs {where} {end}")
     since = [f"coverage: partial: {why} (since {reports.utc(opened)})" for why, opened in blocked.items()]
-    failing = failing_refreshes(conn)
+    failing = failing_refreshes(conn, route)
     if failing:
         job_id, first, failures, error = failing[0]
         lines.append(

@@ -52,6 +52,7 @@ sync_runs = Table(
     Column("base_url", Text),
     Column("jobs_rejected", Integer, nullable=False, server_default="0"),
     *chain_columns(),  # set when the run ends: its row is then a link of the audit chain (chain.py)
+    Column("route", Text, nullable=False, server_default="default"),  # the route it synced (routes.py)
 )
 
 jobs = Table(
@@ -166,6 +167,17 @@ sync_gaps = Table(  # parts of the listing that may hold jobs never archived: se
     Column("blocked_reason", Text),  # the route refused to page here: why
     Column("blocked_at", Double),  # when it last refused; tried again a day later
     Column("after_created_at", BigInteger),  # after_id's created_at then: a job that moves is no cursor
+    Column("route", Text, nullable=False, server_default="default"),  # each route has its own coverage
+)
+
+job_routes = Table(  # which routes list a job: a job is one row of `jobs` however many routes list it
+    "job_routes",
+    metadata,
+    Column("route", Text, primary_key=True),
+    Column("job_id", ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("first_seen_run", ForeignKey("sync_runs.id", ondelete="SET NULL")),
+    Column("last_seen_run", ForeignKey("sync_runs.id", ondelete="SET NULL")),
+    Index(None, "job_id"),
 )
 
 rejected_items = Table(  # list items that are not jobs: kept as received, never silently dropped

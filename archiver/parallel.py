@@ -34,7 +34,7 @@ class Segment:
 
 def cut_points(run: Run) -> list[tuple[str, int | None]]:
     with run.engine.connect() as conn:
-        return ledger.spaced_jobs(conn, run.parallel, run.limit)
+        return ledger.spaced_jobs(conn, run.parallel, run.limit, run.route)
 
 
 def walk_parallel(run: Run, own: Gap, cuts: list[tuple[str, int | None]], written: dict[str, int]) -> bool:

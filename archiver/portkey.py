@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from archiver.errors import ConfigError
 from archiver.log import redact
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # `archiver --help` imports this module: httpx only when a route is used
     from archiver.client import Settings
 
 HOSTED = "https://api.portkey.ai/v1"
@@ -114,8 +114,9 @@ class Portkey:
         return out
 
     def settings(self, **policy: Any) -> "Settings":
-        """The HTTP client's settings for this route; `policy`: Settings' retry and time fields."""
-        from archiver.client import Settings  # httpx: imported when a command needs it
+        """The HTTP client's settings for this route; `policy`: Settings' retry and time fields.
+        Raises nothing: the constructor checked the route."""
+        from archiver.client import Settings
 
         return Settings(base_url=self.base_url, headers=self.headers(), ca_bundle=self.ca_bundle, **policy)
 

@@ -32,7 +32,7 @@ def settle(run: Run, here: int | None, may_page: bool, walked_all: bool = False)
     if may_page and ahead and not run.blocked:
         with run.engine.connect() as conn:
             pages_left = math.ceil(
-                ledger.count_created_between(conn, min(ahead.values()), here or 0) / run.limit
+                ledger.count_created_between(conn, min(ahead.values()), here or 0, run.route) / run.limit
             )
         if len(ahead) > pages_left:
             return False  # paging on reaches them sooner (the rest, passed unseen, need a GET anyway)
@@ -108,7 +108,7 @@ def record(run: Run, vanished: list[str], missing: list[str], failed: dict[str, 
         return
     now = time.time()
     with interrupts.deferred(), run.engine.begin() as conn:
-        marked = ledger.mark_vanished(conn, vanished, now)
+        marked = ledger.let_go(conn, vanished, run.route, now)
         ledger.record_missing(conn, missing, run.refresh_rows, now)
         ledger.record_failures(conn, failed, run.refresh_rows, now)
     run.unrefreshed.update(failed)

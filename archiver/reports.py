@@ -260,10 +260,12 @@ def postgresql_query(
                 raise ConfigError("query failed: the statement changed the read-only settings")
 
 
-def last_run(conn: Connection, status: str | None = None) -> Row[Any] | None:
+def last_run(conn: Connection, status: str | None = None, route: str | None = None) -> Row[Any] | None:
     query = select(sync_runs).order_by(sync_runs.c.id.desc()).limit(1)
     if status:
         query = query.where(sync_runs.c.status == status)
+    if route is not None:
+        query = query.where(sync_runs.c.route == route)
     return conn.execute(query).first()
 
 

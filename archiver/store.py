@@ -17,6 +17,7 @@ from archiver.models import (
     errors,
     integrations,
     job_history,
+    job_routes,
     jobs,
     rejected_items,
     result_files,
@@ -117,11 +118,14 @@ def upsert_page(
     now: float,
     hashes: dict[str, str] | None = None,
     via: str = "list",
+    route: str = "default",
 ) -> PageCounts:
     """Write one page of jobs: only new or changed jobs are touched; unchanged ones (the same meaning,
     see content_hash) write nothing (but a job that had vanished and is listed again loses its mark).
     `hashes`: their content hashes by id, when already taken (make_batch); `via`: the route that
-    served them, "list" or "get" (a single-job GET), kept in job_history.observed_via."""
+    served them, "list" or "get" (a single-job GET), kept in job_history.observed_via; `route`: the
+    route that listed them (job_routes). A job this route lists for the first time is not quiet: a
+    job known only through another route must not stop this route's walk."""
     by_id = {canon["id"]: (job, canon) for job, canon in page}  # last wins: see executemany
     if hashes is None:
         hashes = {job_id: content_hash(job, canon["provider"]) for job_id, (job, canon) in by_id.items()}
@@ -133,13 +137,31 @@ def upsert_page(
     for chunk in chunks(back):
         conn.execute(update(jobs).where(jobs.c.id.in_(chunk)).values(vanished_at=None))
     counts.changed = changed
-    if not changed:
-        counts.quiet = True
-        return counts
     updated = [job_id for job_id in changed if job_id in before]
     counts.updated, counts.inserted = len(updated), len(changed) - len(updated)
-    write_jobs(conn, [by_id[job_id] for job_id in changed], updated, hashes, run_id, now, history=via)
+    if changed:
+        write_jobs(conn, [by_id[job_id] for job_id in changed], updated, hashes, run_id, now, history=via)
+    new_to_route = record_routes(conn, route, list(by_id), run_id)
+    counts.quiet = not changed and not new_to_route
     return counts
+
+
+def record_routes(conn: Connection, route: str, ids: list[str], run_id: int | None) -> int:
+    """Record that `route` lists these archived jobs (seen by run `run_id`); how many it lists for
+    the first time."""
+    r = job_routes.c
+    known: set[str] = set()
+    for chunk in chunks(ids):
+        known.update(conn.execute(select(r.job_id).where(r.route == route, r.job_id.in_(chunk))).scalars())
+        seen = update(job_routes).where(
+            r.route == route, r.job_id.in_(chunk), r.last_seen_run.is_distinct_from(run_id)
+        )
+        conn.execute(seen.values(last_seen_run=run_id))
+    new = [{"route": route, "job_id": i, "first_seen_run": run_id, "last_seen_run": run_id} for i in ids]
+    new = [row for row in new if row["job_id"] not in known]
+    if new:
+        conn.execute(insert(job_routes), new)
+    return len(new)
 
 
 def write_jobs(

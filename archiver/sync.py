@@ -36,6 +36,7 @@ stays in the archive with `vanished_at` set and is no longer refreshed.
 import logging
 import time
 from collections.abc import Callable, Generator
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -73,23 +74,26 @@ def sync(
     details: DetailOptions | None = None,
     on_details: Callable[[DetailsResult], None] | None = None,
     keeping: checkpoints.Keeping = checkpoints.NOWHERE,
+    route: str = ledger.DEFAULT,
 ) -> SyncResult:
-    """Archive the job list. The caller holds the run lock; the run is recorded in sync_runs
+    """Archive the job list `api` serves, as route `route` (its own gaps, in-flight set and stop
+    rule: archiver/routes.py). The caller holds the run lock; the run is recorded in sync_runs
     whatever happens (a run left `running` by a killed process becomes `abandoned` here), its row
     the newest link of the audit chain, whose head is the run's checkpoint (kept as `keeping` says)."""
     api.stopping.clear()  # an Api a failed run stopped may serve the next one
     run: Run | None = None
     try:
         with interrupts.deferred():  # a signal waits until the run can be recorded as interrupted
-            run = start(api, engine, full, limit, provider, parallel, on_page)
+            run = start(api, engine, full, limit, provider, parallel, on_page, route)
             run.keeping = keeping
         walk_all(run)
         with engine.connect() as conn:  # in flight, their GETs failing, not asked again yet: stale
-            waiting = ledger.failing_in_flight(conn)
+            waiting = ledger.failing_in_flight(conn, route)
         run.unrefreshed = {**{i: f"not asked again yet: {e}" for i, e in waiting.items()}, **run.unrefreshed}
         run.result.unrefreshed = dict(run.unrefreshed)
         if details is not None:  # then the details of the jobs that became final
-            run.result.details = archive_details(api, engine, run.result.run_id, details, on_details)
+            options = replace(details, route=route)
+            run.result.details = archive_details(api, engine, run.result.run_id, options, on_details)
     except BaseException as e:
         if run is None:  # nothing was recorded: the caller says where the database failed
             raise
@@ -109,18 +113,19 @@ def start(
     provider: str,
     parallel: int,
     on_page: Callable[[SyncResult], None] | None,
+    route: str = ledger.DEFAULT,
 ) -> Run:
     """Record the run's start and load what it needs: the in-flight jobs due a refresh, the gaps,
     the newest archived job."""
     mode, now = "full" if full else "incremental", time.time()
     with engine.begin() as conn:
-        run_id = ledger.start_run(conn, mode, str(api.http.base_url), now)
-        pending, gaps = ledger.load_in_flight(conn, now, everything=full), ledger.load_gaps(conn)
-        newest = ledger.newest_job(conn)
+        run_id = ledger.start_run(conn, mode, str(api.http.base_url), now, route)
+        pending = ledger.load_in_flight(conn, now, everything=full, route=route)
+        gaps, newest = ledger.load_gaps(conn, route), ledger.newest_job(conn, route)
         rows, unknown = ledger.load_refresh_rows(conn), ledger.unknown_statuses(conn)
     blocked = [g for g in gaps if g.blocked_at is not None and now - g.blocked_at < RETRY_BLOCKED_AFTER]
     run = Run(api, engine, SyncResult(run_id, mode), limit, full, on_page, provider, pending, gaps, newest)
-    run.parallel = parallel
+    run.parallel, run.route = parallel, route
     run.blocked = blocked[0].blocked_reason if blocked and not full else None  # --full asks again
     run.blocked_at = max(g.blocked_at or 0.0 for g in blocked) if run.blocked else None
     run.refresh_rows, run.suspects = set(rows), {i: t for i, t in rows.items() if t is not None}

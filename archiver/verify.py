@@ -197,7 +197,7 @@ def differs(table: str, seq: int, said: JSONObj, row: JSONObj) -> str | None:
     expected = {k: row[k] for k in row if k not in ("seq", "record", "hash", "raw")}
     if "raw" in row:
         expected["raw_sha256"] = chain.sha256(row["raw"])
-    told = {k: said.get(k) for k in expected}
+    told = {k: said.get(k, chain.IMPLIED.get(k)) for k in expected}
     for k in expected:
         if told[k] != expected[k]:
             return f"{k} is {short(expected[k])}, the record says {short(told[k])}"

@@ -64,6 +64,7 @@ class Run:
     notes: normalize.Notes = field(default_factory=normalize.Notes)
     keeping: checkpoints.Keeping = field(default_factory=checkpoints.Keeping)  # where its checkpoint goes
     rejected: set[tuple[str | None, str]] = field(default_factory=set)  # (the job before it, its JSON)
+    route: str = ledger.DEFAULT  # the route walked: its gaps, its jobs (job_routes)
 
 
 def write(run: Run, w: Walk, page: Page, batch: Batch | None = None) -> tuple[PageCounts, list[JSONObj]]:
@@ -94,7 +95,8 @@ def commit_page(
     listing = w.kind != "get"
     due = [c["id"] for c in canons if c["id"] in run.pending]
     with run.engine.begin() as conn:
-        counts = upsert_page(conn, jobs, run.result.run_id, now, hashes, "list" if listing else "get")
+        via = "list" if listing else "get"
+        counts = upsert_page(conn, jobs, run.result.run_id, now, hashes, via, run.route)
         refreshes = bool(due or run.refresh_rows) and ledger.record_refreshes(
             conn, canons, counts.changed, due, run.refresh_rows, now
         )
@@ -106,7 +108,7 @@ def commit_page(
             counts.quiet = False
         ledger.close_gaps(conn, [g.id for g in closed if g.id is not None])
         for gap in moved:
-            ledger.save_gap(conn, gap, run.result.run_id, now)
+            ledger.save_gap(conn, gap, run.result.run_id, now, run.route)
         r = run.result
         after = replace(  # the result once committed: a rolled-back page counts for nothing
             r,
@@ -247,7 +249,7 @@ def block(run: Run, w: Walk, reason: str, refused_now: bool = False) -> None:
         gap.blocked_at = now
     with interrupts.deferred(), run.engine.begin() as conn:
         for gap in mark_blocked(run, w, reason, None if refused_now else run.blocked_at) + again:
-            ledger.save_gap(conn, gap, run.result.run_id, now)
+            ledger.save_gap(conn, gap, run.result.run_id, now, run.route)
 
 
 def hold_the_rest(run: Run, w: Walk, last_id: str | None, created: int | None) -> None:
@@ -261,10 +263,11 @@ def hold_the_rest(run: Run, w: Walk, last_id: str | None, created: int | None) -
 
 
 def mark_missing_vanished(run: Run, listed: Container[str]) -> None:
-    """After a full walk: archived jobs it did not see are gone from the listing."""
+    """After a full walk: archived jobs of the route it did not see are gone from its listing
+    (vanished, unless another route lists them: ledger.let_go)."""
     with interrupts.deferred(), run.engine.begin() as conn:
-        missing = [job_id for job_id in ledger.listed_ids(conn) if job_id not in listed]
-        ledger.mark_vanished(conn, missing, time.time())
-    if missing:
-        run.result.vanished += len(missing)
-        log.info("%d archived jobs are no longer listed; kept and marked vanished", len(missing))
+        missing = [job_id for job_id in ledger.listed_ids(conn, run.route) if job_id not in listed]
+        marked = ledger.let_go(conn, missing, run.route, time.time())
+    if marked:
+        run.result.vanished += marked
+        log.info("%d archived jobs are no longer listed; kept and marked vanished", marked)

@@ -2,6 +2,7 @@
 -- archive has seen them in their current status (since they last changed to it).
 -- Parameters:
 --   now time default now: the time ages are measured from
+--   route text default *: only the jobs this route lists (*: every job)
 WITH seen AS (
     SELECT h.job_id,
            h.id,
@@ -35,5 +36,6 @@ FROM job_summary s
 LEFT JOIN stretches st
        ON st.job_id = s.id AND st.newest_first = 1
       AND (st.status = s.status OR (st.status IS NULL AND s.status IS NULL))
-WHERE s.status IS NULL OR s.status NOT IN ('succeeded', 'failed', 'cancelled')
+WHERE (s.status IS NULL OR s.status NOT IN ('succeeded', 'failed', 'cancelled'))
+  AND (:route = '*' OR s.id IN (SELECT job_id FROM job_routes WHERE route = :route))
 ORDER BY s.created_at, s.id

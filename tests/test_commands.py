@@ -40,6 +40,7 @@ def test_help_lists_the_commands_in_the_order_they_are_used_with_whole_summaries
     listing = result.output.split("\nCommands:\n", 1)[1].split("\n\n", 1)[0].splitlines()
     assert [line.split()[0] for line in listing] == [
         "sync",
+        "routes",
         "status",
         "verify",
         "runs",
@@ -159,8 +160,9 @@ def test_status_json_holds_what_status_prints(engine: sa.Engine, fake: FakeApi) 
         "running": None,
     }
     ages = re.compile(r"sync [\d.]+ m?s ago")  # the two commands ran a moment apart
-    printed = [ages.sub("", line) for line in health["lines"] + health["audit"]]
-    assert printed == ages.sub("", text.stdout).splitlines()
+    printed = ages.sub("", text.stdout).splitlines()
+    assert [ages.sub("", line) for line in health["lines"]] == printed[:-2]  # then the audit lines
+    assert [line.split(":")[0] for line in printed[-2:]] == ["Last checkpoint", "Last verify"]
     assert (health["last_success"]["id"], health["last_success"]["status"]) == (1, "succeeded")
 
 
@@ -194,14 +196,10 @@ def test_status_during_a_sync_names_it_with_its_pid_start_and_jobs_so_far(
             r"\([\d.]+ (ms|s|min) ago\), \d+0 jobs so far",
             during,
         ), during
-        # no "coverage: a run was cut off" (the gaps are this run's): the audit trail's lines only
+        # no "coverage: a run was cut off": the gaps are this run's; then the audit lines
         assert [line.split(":")[0] for line in rest] == ["Last checkpoint", "Last verify"], text.stdout
     after = run_cli("status", env=env)
-    assert after.returncode == 0
-    assert [line.split(":")[0] for line in after.stdout.splitlines()[1:]] == [
-        "Last checkpoint",
-        "Last verify",
-    ]
+    assert (after.returncode, len(after.stdout.splitlines())) == (0, 3)  # the verdict, the audit lines
 
 
 PEAK = (

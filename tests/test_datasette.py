@@ -21,7 +21,7 @@ TABLES = {"jobs", "errors", "result_files", "integrations", "tags", "job_history
 TABLES |= {"rejected_items", "alembic_version"}
 VIEWS = {"job_summary", "job_history_fields", "sync_run_summary", "job_metric_steps", "job_final_metrics"}
 TABLES |= {"job_details", "job_events", "job_checkpoints", "files", "file_contents", "job_metrics"}
-TABLES |= {"rejected_details", "detail_history", "chain_head", "verify_runs"}
+TABLES |= {"rejected_details", "job_routes", "detail_history", "chain_head", "verify_runs"}
 VIEWS |= {"audit_chain"}
 
 
@@ -127,7 +127,7 @@ def test_metadata_describes_every_table_view_and_column(archive: Path) -> None:
     assert queries["durations"]["title"] == "Durations"
     assert queries["durations"]["params"] == ["since", "until"]
     assert queries["durations"]["description"].startswith("How long finished jobs took")
-    assert queries["sync_health"]["params"] == ["since", "until", "limit"]
-    assert queries["in_flight"]["params"] == []
+    assert queries["sync_health"]["params"] == ["since", "until", "route", "limit"]
+    assert queries["in_flight"]["params"] == ["route"]
     assert ":_now_epoch" in queries["in_flight"]["sql"]
     assert queries["job_timeline"]["params"] == ["job_id"]

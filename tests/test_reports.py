@@ -196,8 +196,8 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
         ),
     ],
     "sync_health": [
-        (2, "2026-02-11 00:00:00", "incremental", "succeeded", 2.5, 1, 1, 0, 2, 6, 0, None),
-        (1, "2026-02-10 12:00:00", "incremental", "succeeded", 1.5, 1, 1, 8, 0, 0, 0, None),
+        (2, "default", "2026-02-11 00:00:00", "incremental", "succeeded", 2.5, 1, 1, 0, 2, 6, 0, None),
+        (1, "default", "2026-02-10 12:00:00", "incremental", "succeeded", 1.5, 1, 1, 8, 0, 0, 0, None),
     ],
 }
 TIMELINES = {
@@ -481,6 +481,7 @@ def test_every_report_declares_exactly_the_parameters_it_binds() -> None:
         ("since", "time", "1970-01-01"),
         ("until", "time", "9999-12-31T23:59:59"),
         ("limit", "int", "100"),
+        ("route", "text", "*"),
     ]
     assert [p.required for p in reports.parameters("job_timeline")] == [True]
 
@@ -512,9 +513,9 @@ def test_report_parameters_have_defaults_and_are_checked_up_front(archive: sa.En
     listing = run_cli("report", "--format=json", env=env)
     rows = {r["report"]: r["parameters"] for r in json.loads(listing.stdout)}
     assert rows["job_timeline"] == "job_id (required)"
-    assert rows["sync_health"] == "[since] [until] [limit=100]"
-    assert rows["in_flight"] == "[now]"
-    assert rows["status_overview"] == "[since] [until]"
+    assert rows["sync_health"] == "[since] [until] [limit=100] [route=*]"
+    assert rows["in_flight"] == "[now] [route=*]"
+    assert rows["status_overview"] == "[since] [until] [route=*]"
 
 
 ODD = "a\u0000b\u2028c"  # NUL (PostgreSQL text cannot hold it) and a line separator
@@ -570,7 +571,8 @@ def test_every_report_and_view_reads_nul_and_lone_surrogates_as_u_fffd_on_both_b
     with engine.connect() as conn:
         views = sorted(sa.inspect(conn).get_view_names())
         details = ["job_final_metrics", "job_metric_steps"]  # tests/test_detail_reports.py
-        assert views == sorted(["job_history_fields", "job_summary", "sync_run_summary", *details])
+        audit = ["audit_chain"]  # tests/test_audit.py
+        assert views == sorted(["job_history_fields", "job_summary", "sync_run_summary", *details, *audit])
         selected = {v: [r._asdict() for r in conn.execute(sa.text(f"SELECT * FROM {v}"))] for v in views}
         ran = {}
         for name in reports.names():

@@ -12,7 +12,7 @@ import sys
 if "httpx" not in sys.modules:
     sys.modules["httpx._main"] = None  # type: ignore[assignment]
 
-from archiver.cli import audit, demo, read, sync, view  # noqa: F401  (they register their commands)
+from archiver.cli import audit, demo, read, routes, sync, view  # noqa: F401  (they register their commands)
 from archiver.cli.main import cli
 
 __all__ = ["cli"]

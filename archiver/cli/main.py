@@ -79,6 +79,7 @@ def exit_code(e: BaseException) -> int:
 # `archiver --help` lists the commands in the order a newcomer uses them, not alphabetically.
 ORDER = (
     "sync",
+    "routes",
     "status",
     "verify",
     "runs",

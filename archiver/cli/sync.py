@@ -22,6 +22,7 @@ from archiver.cli.main import (
     open_archive,
     output_options,
 )
+from archiver.cli.routes import chosen, config_option, routes_outcome, run_routes
 from archiver.errors import ArchiverError, Interrupted, RejectedItems, Unrefreshed
 from archiver.portkey import HOSTED, Portkey
 
@@ -111,22 +112,39 @@ def setting(
 @setting(
     "--signing-key", None, click.Path(dir_okay=False), "Ed25519 private key (PEM) to sign checkpoints with."
 )
+@config_option
+@click.option(
+    "--route",
+    "route_names",
+    multiple=True,
+    help="Sync only this route of the config file (repeatable); default: every route.",
+)
 @click.option("--no-migrate", is_flag=True, help="Refuse an outdated schema instead of migrating it.")
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout, on failure too."
 )
 @output_options
 def sync_command(
-    database: str, base_url: str, ca_bundle: str | None, as_json: bool, no_migrate: bool, **options: Any
+    database: str,
+    base_url: str,
+    ca_bundle: str | None,
+    as_json: bool,
+    no_migrate: bool,
+    config: str | None,
+    route_names: tuple[str, ...],
+    **options: Any,
 ) -> None:
     """Copy new and changed fine-tuning jobs into the archive (all of them with --full).
 
     Incremental by default: it stops once it reaches jobs already archived in a final state,
     after seeing again every job the archive holds in flight. Only one sync runs at a time.
+    With a config file (archiver.toml), every route it names, one after another; one route
+    failing does not stop the others, and the exit code is the worst route's.
 
     \b
     Example:
       archiver sync --db archive.db      # PORTKEY_* exported beforehand
+      archiver sync --route openai       # one route of archiver.toml
     """
     report: dict[str, Any] = {}  # what --json prints, whatever happens
     ctx = click.get_current_context()
@@ -134,19 +152,35 @@ def sync_command(
     if not options["full"] and ctx.get_parameter_source("parallel") is click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError("--parallel applies only with --full", ctx)
     try:
-        route = Portkey.from_env(base_url=base_url, ca_bundle=ca_bundle)  # checked before any file is made
+        routes, configured = chosen(ctx, config, route_names, base_url, ca_bundle)  # before any file
         archive = open_archive(database)
         from archiver.db import show_url
 
         report["database"] = show_url(archive.url)
         with archive:
-            result = run(archive, route, report, migrate=not no_migrate, **options)
+            if configured:
+                several = run_routes(archive, routes, report, migrate=not no_migrate, **options)
+            else:
+                result = run(archive, routes[0].portkey, report, migrate=not no_migrate, **options)
     except (ArchiverError, Interrupted, KeyboardInterrupt) as e:
         if as_json:
             failed = "interrupted" if isinstance(e, Interrupted | KeyboardInterrupt) else "failed"
             error = log.redact(str(e)) if isinstance(e, ArchiverError) else "interrupted by a signal"
             click.echo(json.dumps({"status": failed, "error": error, "exit_code": exit_code(e), **report}))
         raise
+    if configured:
+        return routes_outcome(several, report, as_json)
+    rejected = troubles(result)
+    if as_json:
+        done: dict[str, Any] = {"status": "succeeded", "error": str(rejected) if rejected else None}
+        done |= {"exit_code": exit_code(rejected) if rejected else 0, **report}
+        click.echo(json.dumps(done | {"seconds": round(result.elapsed, 3), "partial": result.partial}))
+    if rejected:
+        raise rejected
+
+
+def troubles(result: SyncResult) -> ArchiverError | None:
+    """What a completed run could not do, as the error its exit code says (None: nothing)."""
     rejected: ArchiverError | None = None
     if result.unrefreshed:
         job_id, why = next(iter(result.unrefreshed.items()))
@@ -160,12 +194,7 @@ def sync_command(
             f"{plural(result.rejected, 'list item')} {'was not a job' if one else 'were not jobs'}; "
             f"{'it is' if one else 'they are'} kept in rejected_items"
         )
-    if as_json:
-        done: dict[str, Any] = {"status": "succeeded", "error": str(rejected) if rejected else None}
-        done |= {"exit_code": exit_code(rejected) if rejected else 0, **report}
-        click.echo(json.dumps(done | {"seconds": round(result.elapsed, 3), "partial": result.partial}))
-    if rejected:
-        raise rejected
+    return rejected
 
 
 def page_size_from(ctx: click.Context, options: dict[str, Any]) -> None:
@@ -193,13 +222,24 @@ def run(archive: Archive, route: Portkey, report: dict[str, Any], **options: Any
         report.update(recorded_run(archive))
         raise
     note(summary(result, report["database"]))
-    report.update(run_id=result.run_id, mode=result.mode, **result.counters(), jobs_vanished=result.vanished)
-    report["checkpoint"] = result.checkpoint.as_dict() if result.checkpoint else None
-    report["unrefreshed"] = [{"job_id": i, "error": log.redact(e)} for i, e in result.unrefreshed.items()]
+    report.update(fields(result))
+    return result
+
+
+def fields(result: SyncResult) -> dict[str, Any]:
+    """A completed run as --json says it."""
+    out = {
+        "run_id": result.run_id,
+        "mode": result.mode,
+        **result.counters(),
+        "jobs_vanished": result.vanished,
+    }
+    out["checkpoint"] = result.checkpoint.as_dict() if result.checkpoint else None
+    out["unrefreshed"] = [{"job_id": i, "error": log.redact(e)} for i, e in result.unrefreshed.items()]
     if result.details is not None and result.details.total:  # the run had details to fetch
         d = result.details
-        report["details"] = {"jobs": d.done, "retry": d.retry, "unsupported": d.unsupported, "left": d.left}
-    return result
+        out["details"] = {"jobs": d.done, "retry": d.retry, "unsupported": d.unsupported, "left": d.left}
+    return out
 
 
 def migrated(old: str) -> None:
@@ -208,10 +248,10 @@ def migrated(old: str) -> None:
     note(f"Migrated the archive's schema from {old} to {head()}")
 
 
-def recorded_run(archive: Archive) -> dict[str, Any]:
-    """The id, mode and counters a failed run recorded, if it got as far as starting."""
+def recorded_run(archive: Archive, route: str | None = None) -> dict[str, Any]:
+    """The id, mode and counters a failed run (of `route`) recorded, if it got as far as starting."""
     try:
-        row = archive.last_run()
+        row = archive.last_run(route)
     except ArchiverError:  # the archive itself may be what failed
         return {}
     if row is None or row["status"] == "succeeded":
