@@ -78,6 +78,7 @@ RUN = {
     "route": "The route the run synced (archiver.toml's [routes.NAME]; default: from PORTKEY_*)",
     **CHAIN,
 }
+UNSUMMARIZED = {"base_url", "route", *CHAIN}  # the run columns sync_run_summary leaves out
 JOB_ID = {"job_id": "The job (jobs.id)"}
 SUMMARY = {
     **{k: JOB[k] for k in ("id", "status", "status_class", "provider", "vanished_at", "model")},
@@ -212,7 +213,11 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "sync_run_summary": (
         "View: one row per sync run with readable times and its duration",
         {
-            **{k: v for k, v in RUN.items() if not k.endswith("_at") and k not in {"base_url", *CHAIN}},
+            **{
+                k: v
+                for k, v in RUN.items()
+                if not k.endswith("_at") and k not in {"base_url", "route", *CHAIN}
+            },
             "started_utc": "started_at as UTC text",
             "finished_utc": "finished_at as UTC text",
             "duration_seconds": "finished_at - started_at",

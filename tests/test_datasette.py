@@ -106,7 +106,7 @@ def test_every_table_and_view_page_opens_with_its_facets(archive: Path) -> None:
     assert {f["value"] for f in facets["provider"]["results"]} == {"openai"}
     summary_facets = got["/archive/job_summary.json?_size=5"][1]["facet_results"]
     assert set(summary_facets) == {"status", "status_class", "model", "provider"}
-    assert set(got["/archive/sync_runs.json?_size=5"][1]["facet_results"]) == {"status", "mode"}
+    assert set(got["/archive/sync_runs.json?_size=5"][1]["facet_results"]) == {"route", "status", "mode"}
     assert set(got["/archive/sync_run_summary.json?_size=5"][1]["facet_results"]) == {"status", "mode"}
     assert set(got["/archive/audit_chain.json?_size=5"][1]["facet_results"]) == {"table_name"}
     assert "The base model fine-tuned" in got["/archive/jobs"][1]  # column descriptions are shown
