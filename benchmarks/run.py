@@ -24,7 +24,6 @@ then `sync --full` over an archive of 100,000 jobs, --parallel 1 against --paral
 
 import argparse
 import importlib.util
-import json
 import os
 import platform
 import sqlite3
@@ -35,14 +34,14 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
-from tests.fake_api import AUTH_HEADERS, FakeApi, Reply, make_jobs, serve  # noqa: E402
+from benchmarks.history import ScaledApi  # noqa: E402
+from tests.fake_api import AUTH_HEADERS, serve  # noqa: E402
 
 LIMIT = 100
 PEERS = {  # contender: (the package it needs, its script)
@@ -51,34 +50,7 @@ PEERS = {  # contender: (the package it needs, its script)
 }
 
 
-class PagedApi(FakeApi):
-    """The fake with every page rendered once, so the server is never what is measured."""
-
-    def __init__(self, jobs: list[dict[str, Any]]) -> None:
-        super().__init__(jobs)
-        self.pages: dict[str | None, bytes] = {}
-        for start in range(0, max(len(jobs), 1), LIMIT):
-            after = jobs[start - 1]["id"] if start else None
-            body = {
-                "object": "list",
-                "data": jobs[start : start + LIMIT],
-                "has_more": start + LIMIT < len(jobs),
-            }
-            self.pages[after] = json.dumps(body).encode()
-
-    def list_page(self, params: dict[str, str]) -> Reply:
-        if params.get("limit") != str(LIMIT):
-            return super().list_page(params)
-        after = params.get("after")
-        if after not in self.pages:  # a parallel walk's segment starts anywhere: rendered once
-            reply = super().list_page(params)
-            if reply.status != 200:
-                return reply
-            self.pages[after] = reply.body
-        return Reply(200, self.pages[after], {"content-type": "application/json"})
-
-
-def measure(argv: list[str], env: dict[str, str]) -> dict[str, float]:
+def measure(argv: list[str], env: dict[str, str], allow: tuple[int, ...] = (0,)) -> dict[str, float]:
     """Wall and CPU time of one child, and its peak RSS read from /proc (VmHWM) while it runs:
     the kernel's ru_maxrss would also count this process's pages, inherited at fork/exec."""
     start = time.perf_counter()
@@ -99,7 +71,7 @@ def measure(argv: list[str], env: dict[str, str]) -> dict[str, float]:
     if proc.stderr:
         proc.stderr.close()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
+    if proc.returncode not in allow:
         raise SystemExit(f"{argv} failed ({proc.returncode}): {err}")
     return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": peak_kb / 1024}
 
@@ -128,9 +100,9 @@ def installed_peers() -> list[str]:
 
 
 def bench(
-    n: int, runs: int, pg_admin: str | None, tmp: Path, peers: list[str]
+    n: int, runs: int, pg_admin: str | None, tmp: Path, peers: list[str], keep: Path | None = None
 ) -> dict[str, list[dict[str, float]]]:
-    api = PagedApi(make_jobs(n, seed=n))
+    api = ScaledApi(n, n, tmp, LIMIT)
     results: dict[str, list[dict[str, float]]] = {}
     admin = (
         sa.create_engine(
@@ -176,18 +148,32 @@ def bench(
             for name, path in peer_dbs.items():
                 check(path, n, name)
             if admin is not None:
-                name = f"bench_{uuid.uuid4().hex[:8]}"
-                with admin.connect() as conn:
-                    conn.exec_driver_sql(f"CREATE DATABASE {name}")
-                url = admin.url.set(database=name).render_as_string(hide_password=False)
-                try:
-                    results.setdefault("archiver pg", []).append(measure(archiver("--db", url), env))
-                finally:
-                    with admin.connect() as conn:
-                        conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+                keep_pg = keep is not None and round_ == runs - 1
+                for name, result in pg_round(admin, env, f"archive_{n}" if keep_pg else None).items():
+                    results.setdefault(name, []).append(result)
+            if keep is not None and round_ == runs - 1:
+                os.replace(ours_db, keep / f"archive-{n}.db")
             for path in tmp.glob("*.db*"):
                 path.unlink()
+    api.close()
     return results
+
+
+def pg_round(admin: sa.Engine, env: dict[str, str], keep: str | None) -> dict[str, dict[str, float]]:
+    """A first sync into a fresh PostgreSQL database, then `sync --full` over it; the database is
+    dropped, unless `keep` names it (an archive kept there before is replaced)."""
+    name = keep or f"bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    try:
+        first = measure(archiver("--db", url), env)
+        return {"archiver pg": first, "archiver pg resync": measure(archiver("--db", url, "--full"), env)}
+    finally:
+        if keep is None:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def check(path: str, n: int, who: str = "archiver") -> None:
@@ -198,7 +184,7 @@ def check(path: str, n: int, who: str = "archiver") -> None:
 
 
 def latency(tmp: Path, n: int = 20_000, delay: float = 0.1) -> None:
-    api = PagedApi(make_jobs(n, seed=7))
+    api = ScaledApi(n, 7, tmp, LIMIT)
     api.delay = delay
     with serve(api) as base_url:
         env = {
@@ -222,7 +208,7 @@ def latency(tmp: Path, n: int = 20_000, delay: float = 0.1) -> None:
 def parallel_full(tmp: Path, n: int = 100_000, delay: float = 0.1) -> None:
     """`sync --full` over an archive that knows the history, at +100 ms per page: one walk
     (--parallel 1) against the default four segments, each from a copy of the same archive."""
-    api = PagedApi(make_jobs(n, seed=11))
+    api = ScaledApi(n, 11, tmp, LIMIT)
     with serve(api) as base_url:
         env = {
             **os.environ,
@@ -283,6 +269,11 @@ def main() -> None:
         "--peers-up-to", type=int, default=20_000, help="run the peer loaders only for N up to this"
     )
     parser.add_argument("--smoke", action="store_true", help="tiny and quick, for CI")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep the last round's archives: DIR/archive-N.db, and PostgreSQL database archive_N",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.jobs, args.runs = [500], 1
@@ -293,9 +284,8 @@ def main() -> None:
     peers = installed_peers()
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.jobs:
-            summarize(
-                n, bench(n, args.runs, args.postgres, Path(tmp), peers if n <= args.peers_up_to else [])
-            )
+            chosen = peers if n <= args.peers_up_to else []
+            summarize(n, bench(n, args.runs, args.postgres, Path(tmp), chosen, args.keep))
         if args.latency:
             latency(Path(tmp), 2_000 if args.smoke else 20_000)
             parallel_full(Path(tmp), 2_000 if args.smoke else 100_000)
