@@ -149,7 +149,7 @@ def bench(
                 check(path, n, name)
             if admin is not None:
                 keep_pg = keep is not None and round_ == runs - 1
-                for name, result in pg_round(admin, env, f"archive_{n}" if keep_pg else None).items():
+                for name, result in pg_round(admin, env, pg_name(keep, n) if keep_pg else None).items():
                     results.setdefault(name, []).append(result)
             if keep is not None and round_ == runs - 1:
                 os.replace(ours_db, keep / f"archive-{n}.db")
@@ -157,6 +157,13 @@ def bench(
                 path.unlink()
     api.close()
     return results
+
+
+def pg_name(keep: Path | None, n: int) -> str:
+    """The kept PostgreSQL archive: named after the --keep directory, so that two runs keeping
+    theirs do not drop each other's."""
+    stem = "".join(c if c.isalnum() else "_" for c in keep.name.lower()) if keep else "archive"
+    return f"{stem}_{n}"
 
 
 def pg_round(admin: sa.Engine, env: dict[str, str], keep: str | None) -> dict[str, dict[str, float]]:
@@ -272,7 +279,7 @@ def main() -> None:
     parser.add_argument(
         "--keep",
         type=Path,
-        help="keep the last round's archives: DIR/archive-N.db, and PostgreSQL database archive_N",
+        help="keep the last round's archives: DIR/archive-N.db, and the PostgreSQL database <DIR name>_N",
     )
     args = parser.parse_args()
     if args.smoke:
