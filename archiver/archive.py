@@ -235,14 +235,15 @@ class Archive:
     def report_table(self, name: str, **params: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Like `report` (same `name` and `params`, same errors raised), as (column names, row
         tuples) in the report's order."""
+        with self.report_rows(name, **params) as (columns, rows):
+            return columns, list(rows)
+
+    @contextmanager
+    def report_rows(self, name: str, **params: Any) -> Iterator[tuple[list[str], Iterator[tuple[Any, ...]]]]:
+        """Like `report_table`, with the rows an iterator read as it is consumed, inside the `with` block."""
         values = reports.resolve(name, {k: str(v) for k, v in params.items() if v is not None})
-        with self._read() as conn:
-            columns, rows = reports.run_report(conn, name, values)
-            if not rows and "job_id" in values and not reports.job_exists(conn, values["job_id"]):
-                raise ConfigError(
-                    f"no job {values['job_id']!r} in the archive (archiver query can search it)"
-                )
-        return columns, rows
+        with self._read() as conn, reports.stream_report(conn, name, values) as (columns, rows):
+            yield columns, reports.known_job(conn, values, rows)
 
     def report(self, name: str, **params: Any) -> Rows:
         """Run the named report from sql/ (`reports.names()` lists them) and return its rows.

@@ -130,6 +130,16 @@ def resolve(name: str, given: dict[str, str], now: float | None = None) -> dict[
 def run_report(conn: Connection, name: str, params: dict[str, Any] | None = None) -> Table:
     """Run sql/<name>.sql with its named binds: `params` as values to bind (see resolve() for text);
     an optional parameter left out takes its declared default."""
+    with stream_report(conn, name, params) as (columns, rows):
+        return columns, list(rows)
+
+
+@contextmanager
+def stream_report(
+    conn: Connection, name: str, params: dict[str, Any] | None = None
+) -> Iterator[tuple[list[str], Iterator[tuple[Any, ...]]]]:
+    """Like run_report, the rows read from the database as they are consumed (on PostgreSQL
+    through a server-side cursor), inside the `with` block: a report of any length in little memory."""
     sql = load(name)
     binds = set(BIND.findall(sql))
     values = {p.name: convert(p, p.default) for p in parameters(name) if p.default is not None}
@@ -140,8 +150,11 @@ def run_report(conn: Connection, name: str, params: dict[str, Any] | None = None
     unknown = sorted(values.keys() - binds - set(ALWAYS))
     if unknown:
         raise ConfigError(f"report {name} takes no parameter {', '.join(unknown)}")
-    result = conn.execute(text(sql), {k: values[k] for k in binds})
-    return list(result.keys()), [tuple(row) for row in result]
+    result = conn.execution_options(stream_results=True).execute(text(sql), {k: values[k] for k in binds})
+    try:
+        yield list(result.keys()), (tuple(row) for row in result)
+    finally:
+        result.close()
 
 
 def run_query(conn: Connection, sql: str, params: dict[str, Any] | None = None) -> Table:
@@ -267,6 +280,14 @@ def last_run(conn: Connection, status: str | None = None, route: str | None = No
     if route is not None:
         query = query.where(sync_runs.c.route == route)
     return conn.execute(query).first()
+
+
+def known_job(conn: Connection, values: dict[str, Any], rows: Iterator[Any]) -> Iterator[Any]:
+    """A report's `rows`; none because its `job_id` names no archived job: ConfigError instead."""
+    first = next(rows, None)
+    if first is None and "job_id" in values and not job_exists(conn, values["job_id"]):
+        raise ConfigError(f"no job {values['job_id']!r} in the archive (archiver query can search it)")
+    return itertools.chain([] if first is None else [first], rows)
 
 
 def job_exists(conn: Connection, job_id: str) -> bool:

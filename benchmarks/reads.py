@@ -13,7 +13,6 @@ EXPLAIN ANALYZE on PostgreSQL) instead.
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,19 +32,30 @@ def newest_job(url: str) -> str:
     return str(job)
 
 
-def commands(url: str, skip_dashboard: bool, out: Path) -> list[tuple[str, list[str], str | None]]:
-    """(label, argv, where stdout goes: None for /dev/null)."""
+MODEL = "gpt-4o-mini-2024-07-18"  # a base model of the generated histories
+
+
+def required(name: str, job_id: str) -> dict[str, str]:
+    """Values for the report's required parameters: the newest job, a base model."""
+    known = {"job_id": job_id, "model": MODEL}
+    return {p.name: known[p.name] for p in reports.parameters(name) if p.required}
+
+
+def commands(url: str, skip_dashboard: bool, only: list[str]) -> list[tuple[str, list[str]]]:
     cli = [sys.executable, "-m", "archiver"]
-    listed = [("status", [*cli, "status", "--db", url], None)]
+    listed = [] if only else [("status", [*cli, "status", "--db", url])]
+    job_id = newest_job(url)
     for name in reports.names():
-        extra = ["--param", f"job_id={newest_job(url)}"] if name == "job_timeline" else []
-        listed.append(
-            (f"report {name}", [*cli, "report", name, *extra, "--format", "csv", "--db", url], None)
-        )
-    if not skip_dashboard:
-        listed.append(("dashboard", [*cli, "dashboard", "--db", url, "-o", str(out / "dash.html")], None))
-    query = [*cli, "query", "SELECT * FROM jobs", "--format", "csv", "--db", url]
-    listed.append(("query --format csv (all jobs)", query, None))
+        if only and name not in only:
+            continue
+        extra = [f"{k}={v}" for k, v in required(name, job_id).items()]
+        extra = [arg for value in extra for arg in ("--param", value)]
+        listed.append((f"report {name}", [*cli, "report", name, *extra, "--format", "csv", "--db", url]))
+    if not (skip_dashboard or only):
+        listed.append(("dashboard", [*cli, "dashboard", "--db", url, "-o", os.devnull]))
+    if not only:
+        query = [*cli, "query", "SELECT * FROM jobs", "--format", "csv", "--db", url]
+        listed.append(("query --format csv (all jobs)", query))
     return listed
 
 
@@ -57,7 +67,7 @@ def explain(url: str) -> None:
         for name in reports.names():
             sql = reports.load(name)
             values = {p.name: reports.convert(p, p.default) for p in reports.parameters(name) if p.default}
-            values = {k: v for k, v in {**values, "job_id": job_id}.items() if f":{k}" in sql}
+            values = {k: v for k, v in {**values, **required(name, job_id)}.items() if f":{k}" in sql}
             prefix = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " if postgres else "EXPLAIN QUERY PLAN "
             print(f"\n### {name}\n")
             for row in conn.execute(sa.text(prefix + sql), values):
@@ -72,19 +82,19 @@ def main() -> None:
     parser.add_argument("--db", action="append", required=True)
     parser.add_argument("--skip-dashboard", action="store_true")
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument("--only", nargs="*", default=[], help="these reports only")
     args = parser.parse_args()
     if args.explain:
         for url in args.db:
             explain(url)
         return
     env = {**os.environ, "NO_COLOR": "1"}
-    with tempfile.TemporaryDirectory() as tmp:
-        for url in args.db:
-            print(f"\n{db.show_url(db.parse_url(url))}\n")
-            print("| command | wall s | cpu s | peak RSS MB |\n|---|---|---|---|")
-            for label, argv, _ in commands(url, args.skip_dashboard, Path(tmp)):
-                r = measure(argv, env, allow=(0, 1))  # status: 1 when stale
-                print(f"| {label} | {r['wall']:.2f} | {r['cpu']:.2f} | {r['rss_mb']:.0f} |", flush=True)
+    for url in args.db:
+        print(f"\n{db.show_url(db.parse_url(url))}\n")
+        print("| command | wall s | cpu s | peak RSS MB |\n|---|---|---|---|")
+        for label, argv in commands(url, args.skip_dashboard, args.only):
+            r = measure(argv, env, allow=(0, 1))  # status: 1 when stale
+            print(f"| {label} | {r['wall']:.2f} | {r['cpu']:.2f} | {r['rss_mb']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -621,3 +621,17 @@ def test_job_history_fields_keeps_the_text_backslash_u0000(engine: sa.Engine) ->
     with engine.connect() as conn:
         got = conn.execute(sa.text("SELECT fine_tuned_model FROM job_history_fields")).scalar_one()
     assert got == "\\u0000, \\\\u0000 and \ufffd"
+
+
+def test_report_rows_are_read_as_they_are_consumed_and_equal_the_table(archive: sa.Engine) -> None:
+    from archiver import Archive
+    from archiver.errors import ConfigError
+
+    library = Archive(archive_url(archive))
+    with library.report_rows("status_overview", since="2026-01-01") as (columns, rows):
+        assert not isinstance(rows, list)  # an iterator over the open result (issue 21)
+        streamed = columns, list(rows)
+    assert streamed == library.report_table("status_overview", since="2026-01-01")
+    assert streamed[1] == EXPECTED["status_overview"]
+    with pytest.raises(ConfigError, match="no job 'ftjob-none' in the archive"):
+        library.report_table("job_timeline", job_id="ftjob-none")

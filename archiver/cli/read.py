@@ -199,9 +199,11 @@ def report_command(
     given = dict(key_value(p) for p in params)
     given.update({k: v for k, v in (("since", since), ("until", until)) if v is not None})
     reports.resolve(name, given)  # a bad name or value fails before the database is opened
-    with open_archive(database) as archive:
-        columns, rows = archive.report_table(name, **given)
-    click.echo(render(columns, rows, fmt, name))
+    with open_archive(database) as archive, archive.report_rows(name, **given) as (columns, rows):
+        if fmt in STREAMED:  # a report of any length, in constant memory
+            write_stream(columns, rows, fmt)
+            return
+        click.echo(render(columns, list(rows), fmt, name))
 
 
 def key_value(param: str) -> tuple[str, str]:
