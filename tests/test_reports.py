@@ -627,11 +627,11 @@ def test_report_rows_are_read_as_they_are_consumed_and_equal_the_table(archive: 
     from archiver import Archive
     from archiver.errors import ConfigError
 
-    library = Archive(archive_url(archive))
-    with library.report_rows("status_overview", since="2026-01-01") as (columns, rows):
-        assert not isinstance(rows, list)  # an iterator over the open result (issue 21)
-        streamed = columns, list(rows)
-    assert streamed == library.report_table("status_overview", since="2026-01-01")
-    assert streamed[1] == EXPECTED["status_overview"]
-    with pytest.raises(ConfigError, match="no job 'ftjob-none' in the archive"):
-        library.report_table("job_timeline", job_id="ftjob-none")
+    with Archive(archive_url(archive)) as library:
+        with library.report_rows("status_overview", since="2026-01-01") as (columns, rows):
+            assert not isinstance(rows, list)  # an iterator over the open result (issue 21)
+            streamed = columns, list(rows)
+        assert streamed == library.report_table("status_overview", since="2026-01-01")
+        assert streamed[1] == EXPECTED["status_overview"]
+        with pytest.raises(ConfigError, match="no job 'ftjob-none' in the archive"):
+            library.report_table("job_timeline", job_id="ftjob-none")
