@@ -28,8 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
-from benchmarks.run import LIMIT, PagedApi, measure  # noqa: E402
-from tests.fake_api import AUTH_HEADERS, make_jobs, serve  # noqa: E402
+from benchmarks.history import ScaledApi  # noqa: E402
+from benchmarks.run import LIMIT, measure  # noqa: E402
+from tests.fake_api import AUTH_HEADERS, serve  # noqa: E402
 
 
 def sync_argv(db: str) -> list[str]:
@@ -106,7 +107,7 @@ def main() -> None:
         for n, act in ((args.jobs, "sync"), (args.verify_jobs, "verify")):
             if not n:
                 continue
-            api = PagedApi(make_jobs(n, seed=n))
+            api = ScaledApi(n, n, tmp, LIMIT)
             with serve(api) as base_url:
                 env = {
                     **os.environ,
