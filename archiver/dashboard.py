@@ -22,6 +22,7 @@ from sqlalchemy import Connection, text
 
 from archiver import charts, detail_charts
 from archiver.errors import ConfigError
+from archiver.health import routes_listing
 from archiver.render import cell
 from archiver.verify import audit_lines
 
@@ -49,6 +50,7 @@ def render(conn: Connection, *, now: float | None = None) -> str:
         "coverage": gaps_table(rows),
     }
     audit = "".join(f'<p class="audit">{html.escape(line)}</p>' for line in audit_lines(conn))
+    audit += routes_table(conn)
     drawn = charts.draw(go, rows, now) + detail_charts.draw(go, rows)
     cards = "\n".join(card(key, title, fig, tables.get(key, "")) for key, title, fig in drawn)
     return page(
@@ -93,6 +95,16 @@ def summary(rows: dict[str, list[Any]], now: float) -> str:
         why = f": {last[2]}" if last[2] else ""
         alert = f'<p class="alert">The last sync ({last[0]} UTC) {html.escape(last[1] + why)}</p>'
     return f'<header>{title}<p>as of {stamp}</p>{alert}<div class="tiles">{cells}</div></header>'
+
+
+def routes_table(conn: Connection) -> str:
+    """With more than one route: each route's provider, jobs, last run and coverage."""
+    routes = routes_listing(conn, {})
+    if len(routes) < 2:
+        return ""
+    keys = ["route", "provider", "jobs", "last_run_status", "last_run_utc", "coverage"]
+    cols = ["route", "provider", "jobs", "last run", "at (UTC)", "coverage"]
+    return f'<div class="routes">{table(cols, [tuple(r[k] for k in keys) for r in routes])}</div>'
 
 
 def in_flight_table(rows: dict[str, list[Any]], now: float) -> str:

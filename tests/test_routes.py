@@ -3,6 +3,7 @@ the same job through two routes is one job, archiver.toml keeps secrets out and 
 
 import json
 import random
+import re
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 import archiver
-from archiver import db
+from archiver import dashboard, db
 from archiver.models import job_history, job_routes, jobs, sync_gaps, sync_runs
 from archiver.sync import sync
 from tests.conftest import assert_archive_equals, cli_env, run_cli
@@ -126,6 +127,11 @@ def test_three_routes_sync_into_one_archive_answer_the_readme_query_and_a_noop_r
             if "job_routes" in b
         )
         assert archive.query(sql.split("```")[0]) == [{"route": n, "jobs": 25} for n in sorted(PROVIDERS)]
+        page = archive.read(dashboard.render)  # the dashboard's routes table: one row per route
+        routes_card = page.split('<div class="routes">')[1].split("</table>")[0]
+        assert re.findall(
+            r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>(\d+)</td><td>succeeded</td>", routes_card
+        ) == [(name, name, "25") for name in PROVIDERS]
     for fake in fakes.values():
         fake.requests.clear()
     again = run_cli("sync", "--json", "--page-size=10", env=env, cwd=tmp_path)
