@@ -240,7 +240,8 @@ class Archive:
 
     @contextmanager
     def report_rows(self, name: str, **params: Any) -> Iterator[tuple[list[str], Iterator[tuple[Any, ...]]]]:
-        """Like `report_table`, with the rows an iterator read as it is consumed, inside the `with` block."""
+        """Like `report_table` (same `name` and `params`, same errors raised), with the rows an
+        iterator read as it is consumed, valid inside the `with` block."""
         values = reports.resolve(name, {k: str(v) for k, v in params.items() if v is not None})
         with self._read() as conn, reports.stream_report(conn, name, values) as (columns, rows):
             yield columns, reports.known_job(conn, values, rows)

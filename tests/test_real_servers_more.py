@@ -179,9 +179,12 @@ def test_a_signal_as_the_run_ends_leaves_it_recorded_not_running(engine: sa.Engi
     """SIGTERM arrives as a successful run's end is being written: the run is recorded, never
     left `running`, and the signal is acted on once the record is committed."""
     fake = FakeApi(settled(50, seed=1611))
+    sent = []
 
     def signal_on_the_end(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
-        if statement.startswith("UPDATE sync_runs") and "succeeded" in str(params):
+        # once: the run's chain link (seal_runs) is a second UPDATE whose record says succeeded too
+        if statement.startswith("UPDATE sync_runs") and "succeeded" in str(params) and not sent:
+            sent.append(signal.SIGTERM)
             os.kill(os.getpid(), signal.SIGTERM)
 
     sa.event.listen(engine, "before_cursor_execute", signal_on_the_end)
