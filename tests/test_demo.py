@@ -49,13 +49,21 @@ def test_the_demo_never_replaces_a_file_that_is_not_an_earlier_demo(tmp_path: Pa
         assert (tmp_path / name).read_bytes() == before
 
 
+def ctrl_c() -> None:
+    """In the server's process: SIGINT as a terminal sends it, even where the test's own process
+    ignores it (a job started with `&` by a shell without job control inherits that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_demo_serve_prints_the_variables_that_point_a_real_sync_at_it(tmp_path: Path) -> None:
     argv = [sys.executable, "-m", "archiver", "demo", "--serve", "--jobs", "150", "--tick", "1"]
     env = demo_env()
     log = tmp_path / "serve.log"  # a file, not a pipe: a long run's log never fills it and blocks the server
     with (
         log.open("w") as err,
-        subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=err, text=True) as server,
+        subprocess.Popen(
+            argv, env=env, stdout=subprocess.PIPE, stderr=err, text=True, preexec_fn=ctrl_c
+        ) as server,
     ):
         assert server.stdout is not None
         exports = [server.stdout.readline() for _ in range(3)]
