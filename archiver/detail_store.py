@@ -1,6 +1,5 @@
 """A job's details as rows (pure mappings) and their write: one transaction per job."""
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,7 +95,7 @@ def content_row(file_id: str, c: Any, max_bytes: int, now: float) -> JSONObj:
     if c.body is None:
         cap = f"{max_bytes / 1e6:g} MB"
         return row | {"note": f"{c.size:,} bytes, over the {cap} cap (--details-max-bytes): not kept"}
-    return row | {"content": c.body, "sha256": hashlib.sha256(c.body).hexdigest()}
+    return row | {"content": c.body, "sha256": chain.sha256(c.body)}
 
 
 def split(job_id: str, kind: str, items: list[Any]) -> tuple[list[JSONObj], list[JSONObj]]:

@@ -1,6 +1,5 @@
 """Jobs as rows (pure mappings) and the per-page write: upsert, replace children, append history."""
 
-import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -60,7 +59,7 @@ def make_batch(items: list[Any], notes: Notes, provider: str) -> Batch:
 
 def content_hash(job: JSONObj, provider: str = "unknown") -> str:
     """SHA-256 of the canonical JSON of what the job means (normalize.meaning): equal hashes, no change."""
-    return hashlib.sha256(canonical_json(normalize.meaning(job, provider)).encode()).hexdigest()
+    return chain.sha256(canonical_json(normalize.meaning(job, provider)))
 
 
 def stored(conn: Connection, ids: list[str]) -> dict[str, tuple[str, bool]]:
