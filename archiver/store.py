@@ -1,7 +1,7 @@
 """Jobs as rows (pure mappings) and the per-page write: upsert, replace children, append history."""
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,26 +140,30 @@ def upsert_page(
     counts.updated, counts.inserted = len(updated), len(changed) - len(updated)
     if changed:
         write_jobs(conn, [by_id[job_id] for job_id in changed], updated, hashes, run_id, now, history=via)
-    new_to_route = record_routes(conn, route, list(by_id), run_id)
+    new_to_route = record_routes(conn, route, list(by_id), run_id, known=before.keys())
     counts.quiet = not changed and not new_to_route
     return counts
 
 
-def record_routes(conn: Connection, route: str, ids: list[str], run_id: int | None) -> int:
-    """Record that `route` lists these archived jobs (seen by run `run_id`); how many it lists for
-    the first time."""
+def record_routes(
+    conn: Connection, route: str, ids: list[str], run_id: int | None, known: Collection[str] = ()
+) -> int:
+    """Record that `route` lists these jobs (seen by run `run_id`); how many it lists for the first
+    time. Only the `known` ones (archived before this page) can be listed by it already."""
     r = job_routes.c
-    known: set[str] = set()
-    for chunk in chunks(ids):
-        known.update(conn.execute(select(r.job_id).where(r.route == route, r.job_id.in_(chunk))).scalars())
+    listed: set[str] = set()
+    for chunk in chunks([job_id for job_id in ids if job_id in known]):
+        listed.update(conn.execute(select(r.job_id).where(r.route == route, r.job_id.in_(chunk))).scalars())
         seen = update(job_routes).where(
             r.route == route, r.job_id.in_(chunk), r.last_seen_run.is_distinct_from(run_id)
         )
         conn.execute(seen.values(last_seen_run=run_id))
-    new = [{"route": route, "job_id": i, "first_seen_run": run_id, "last_seen_run": run_id} for i in ids]
-    new = [row for row in new if row["job_id"] not in known]
-    if new:
-        conn.execute(insert(job_routes), new)
+    new = [
+        {"route": route, "job_id": job_id, "first_seen_run": run_id, "last_seen_run": run_id}
+        for job_id in ids
+        if job_id not in listed
+    ]
+    executemany(conn, job_routes, new)
     return len(new)
 
 
