@@ -1,10 +1,12 @@
 """Jobs as rows (pure mappings) and the per-page write: upsert, replace children, append history."""
 
 import logging
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Table, delete, insert, select, update
 
 from archiver import chain, normalize
@@ -83,6 +85,7 @@ def job_rows(job: JSONObj, canon: JSONObj) -> tuple[JSONObj, dict[Table, list[JS
     """The `jobs` row of one job, and its rows in each child table."""
     job_id = canon["id"]
     row = {k: canon[k] for k in JOB_COLUMNS}
+    row["metadata"] = JSONText(to_json(row["metadata"]))  # the text stored: typed_digest takes it
     row["raw"] = JSONText(to_json(job))  # serialized once: jobs.raw and job_history.raw bind this text
     children: dict[Table, list[JSONObj]] = {t: [] for t in CHILD_TABLES}
     if canon["error"]:
@@ -91,9 +94,8 @@ def job_rows(job: JSONObj, canon: JSONObj) -> tuple[JSONObj, dict[Table, list[JS
         {"job_id": job_id, "position": i, "file_id": f} for i, f in enumerate(canon["result_files"])
     ]
     for i, item in enumerate(canon["integrations"]):
-        children[integrations].append(
-            {"job_id": job_id, "position": i, **{k: item[k] for k in INTEGRATION_COLUMNS}}
-        )
+        held = {k: item[k] for k in INTEGRATION_COLUMNS} | {"settings": JSONText(to_json(item["settings"]))}
+        children[integrations].append({"job_id": job_id, "position": i, **held})
         children[tags] += [
             {"job_id": job_id, "integration_position": i, "position": j, "tag": tag}
             for j, tag in enumerate(item["tags"])
@@ -108,6 +110,28 @@ JOB_COLUMNS = (
     *HYPERPARAMETERS,
 )
 INTEGRATION_COLUMNS = ("type", "wandb_project", "wandb_name", "wandb_entity", "settings")
+JOB_VALUES = itemgetter(*JOB_COLUMNS)
+CHILD_COLUMNS = [tuple(c.name for c in table.c) for table in CHILD_TABLES]
+
+
+def typed_digest(row: JSONObj, children: dict[Table, list[JSONObj]]) -> str | None:
+    """SHA-256 of a job's rows as the archive holds them: the values of its `jobs` row's
+    JOB_COLUMNS, then its rows of each child table (CHILD_TABLES order), each a list in column
+    order; JSON columns as their stored text. Its history row keeps it (typed_sha256) so that
+    `verify` can check the job's current rows without normalizing its JSON again
+    (archiver/verify_jobs.py). None when orjson cannot write them (verify normalizes those)."""
+    kids = (children[t] for t in CHILD_TABLES)
+    tables = (
+        [[r.get(k) for k in keys] for r in rows] for rows, keys in zip(kids, CHILD_COLUMNS, strict=True)
+    )
+    return held_digest(JOB_VALUES(row), tables)
+
+
+def held_digest(values: Sequence[Any], child_rows: Iterable[Sequence[Sequence[Any]]]) -> str | None:
+    try:
+        return chain.sha256(orjson.dumps([values, *child_rows]))
+    except TypeError:  # an integer beyond 64 bits, a lone surrogate
+        return None
 
 
 def upsert_page(
@@ -181,9 +205,11 @@ def write_jobs(
     seen = {"last_seen_at": now, "first_seen_at": now, "last_sync_run_id": run_id, "vanished_at": None}
     job_table: list[JSONObj] = []
     children: dict[Table, list[JSONObj]] = {t: [] for t in CHILD_TABLES}
+    digests: list[str | None] = []
     for job, canon in page:
         row, kids = job_rows(job, canon)
         job_table.append({**row, **seen, "content_hash": hashes[canon["id"]]})
+        digests.append(typed_digest(row, kids) if history else None)
         for table, rows in kids.items():
             children[table] += rows
     for chunk in chunks(updated):
@@ -198,8 +224,9 @@ def write_jobs(
             "content_hash": row["content_hash"],
             "raw": row["raw"],
             "observed_via": history,
+            "typed_sha256": digest,
         }
-        for row in (job_table if history else ())
+        for row, digest in (zip(job_table, digests, strict=True) if history else ())
     ]
     chain.history_links(conn, versions)  # reads and advances the chain's head: not in the pipeline
     with pipeline(conn):  # one round trip on PostgreSQL

@@ -1,11 +1,17 @@
 """`archiver verify`'s check of the current rows: each job's row in `jobs` and its child tables
-are what its newest history row's JSON makes of them (archiver/verify.py checks the chain)."""
+are what its newest history row says (archiver/verify.py checks the chain).
+
+A history row written since migration 0013 keeps the digest of the rows written with it
+(`typed_sha256`, store.typed_digest): rows that still hash to it are as written. A job whose
+newest history row has no digest, or whose rows differ from it, has its JSON normalized again
+and compared column by column (which also names what differs). Rows are compared as the archive
+holds them: JSON columns as their stored text."""
 
 import json
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Connection, func, select
+from sqlalchemy import JSON, Column, Connection, func, select
 
 from archiver import chain, normalize, store
 from archiver.models import CHILD_TABLES, job_history, jobs
@@ -13,73 +19,93 @@ from archiver.models import CHILD_TABLES, job_history, jobs
 if TYPE_CHECKING:
     from archiver.verify import Verdict
 
+Row = tuple[Any, ...]
+TYPED = len(store.JOB_COLUMNS)  # a job's row as read: JOB_COLUMNS, then its newest history row's
+STATUS, PROVIDER = store.JOB_COLUMNS.index("status"), store.JOB_COLUMNS.index("provider")
+
 
 def check_jobs(conn: Connection, v: "Verdict", batch: int = 2000) -> None:
-    """Each job's row and children are what its newest history row's JSON makes of them. (That
-    JSON's content_hash is the history row's, which its record holds: not recomputed here.)
-    Jobs are read in batches of an id range, each table by the range (no IN lists to compile)."""
+    """Each job's row and children are what its newest history row says. (That row's
+    content_hash is in its record, which the chain's check compares: not recomputed here.)
+    Jobs are read in batches of an id range, each with its newest history row (the JSON texts
+    compared by the database), and each child table by the range (no IN lists to compile)."""
     first = ""
     notes = normalize.Notes()
     h = job_history.c
-    columns = [c for c in jobs.c if c.name != "raw"]
-    query = select(*columns, chain.raw_text(jobs.c.raw)).order_by(jobs.c.id).limit(batch)
-    at = {c.name: i for i, c in enumerate(columns)}
-    typed_at = [at[k] for k in store.JOB_COLUMNS]
-    newest = select(func.max(h.id).label("id")).group_by(h.job_id)
-    history = select(h.job_id, h.content_hash, h.status, chain.raw_text(h.raw))
+    n = job_history.alias("newer").c
+    newest = select(func.max(n.id)).where(n.job_id == jobs.c.id).correlate(jobs).scalar_subquery()
+    same_raw = chain.raw_text(jobs.c.raw) == chain.raw_text(h.raw)
+    query = (
+        select(*(as_held(jobs.c[k]) for k in store.JOB_COLUMNS))
+        .add_columns(jobs.c.content_hash, h.content_hash, h.status, h.typed_sha256, same_raw, h.id)
+        .select_from(jobs.outerjoin(job_history, h.id == newest))
+        .order_by(jobs.c.id)
+        .limit(batch)
+    )
     while rows := [tuple(r) for r in conn.execute(query.where(jobs.c.id > first))]:
-        low, first = first, rows[-1][at["id"]]
-        within = newest.where(h.job_id > low, h.job_id <= first).subquery()
-        seen = {
-            r[0]: tuple(r) for r in conn.execute(history.join_from(job_history, within, h.id == within.c.id))
-        }
+        low, first = first, rows[-1][0]
         kids = children(conn, low, first)
         for row in rows:
             v.jobs += 1
-            job_id = row[at["id"]]
-            wrong = job_differs(row, at, typed_at, seen.get(job_id), kids, notes)
+            job_id = row[0]
+            child_rows = [kids.get((table.name, job_id), []) for table in CHILD_TABLES]
+            wrong = job_differs(conn, row, child_rows, notes)
             if wrong:
                 v.fail("current", f"job {job_id}: {wrong}")
     notes.counts.clear()
 
 
-def children(conn: Connection, low: str, high: str) -> dict[tuple[str, str], list[tuple[Any, ...]]]:
+def as_held(column: Column[Any]) -> Any:
+    """The column as the archive holds it: a JSON column as its stored text."""
+    return chain.raw_text(column).label(column.name) if isinstance(column.type, JSON) else column
+
+
+def children(conn: Connection, low: str, high: str) -> dict[tuple[str, str], list[Row]]:
     """(table, job id) -> the rows of the jobs after `low` up to `high`, as tuples, in key order."""
-    found: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    found: dict[tuple[str, str], list[Row]] = {}
     for table in CHILD_TABLES:
         within = (table.c.job_id > low) & (table.c.job_id <= high)
-        for r in conn.execute(select(table).where(within).order_by(*table.primary_key.columns)):
+        query = select(*map(as_held, table.c)).where(within).order_by(*table.primary_key.columns)
+        for r in conn.execute(query):
             found.setdefault((table.name, r.job_id), []).append(tuple(r))
     return found
 
 
 def job_differs(
-    row: tuple[Any, ...],
-    at: dict[str, int],
-    typed_at: list[int],
-    seen: tuple[Any, ...] | None,
-    kids: dict[tuple[str, str], list[tuple[Any, ...]]],
-    notes: normalize.Notes,
+    conn: Connection, row: Row, child_rows: list[list[Row]], notes: normalize.Notes
 ) -> str | None:
-    """What of the job's row (`row`: its columns at `at`, its raw text last) or children is not
-    what its newest history row (`seen`: job_id, content_hash, status, raw text) says."""
-    if seen is None:
+    """What of the job's row or child rows (a list per CHILD_TABLES) is not what its newest
+    history row says. `row`: JOB_COLUMNS, content_hash, then of the history row content_hash,
+    status, typed_sha256, whether its JSON text is the job's, id (None: there is none)."""
+    content_hash, seen_hash, seen_status, digest, same_raw, history_id = row[TYPED:]
+    if history_id is None:
         return "no history row"
-    job = parse(row[-1])
-    if row[-1] != seen[3] and job != parse(seen[3]):
+    raw = None if same_raw else texts(conn, row[0], history_id)
+    if raw and parse(raw[0]) != parse(raw[1]):
         return "raw is not its newest history row's JSON"
-    if (row[at["content_hash"]], row[at["status"]]) != seen[1:3]:
+    if (content_hash, row[STATUS]) != (seen_hash, seen_status):
         return "content_hash or status is not its newest history row's"
-    typed, rows_of = store.job_rows(job, normalize.job(job, notes, row[at["provider"]] or "unknown"))
-    if [typed[k] for k in store.JOB_COLUMNS] != [row[i] for i in typed_at]:
-        wrong = next(k for k in store.JOB_COLUMNS if typed[k] != row[at[k]])
-        return f"{wrong} is {short(row[at[wrong]])}, its JSON says {short(typed[wrong])}"
-    for table, expected in rows_of.items():
-        if kids.get((table.name, row[at["id"]]), []) != [
-            tuple(e.get(c.name) for c in table.c) for e in expected
-        ]:
+    values = row[:TYPED]
+    if digest is not None and store.held_digest(values, child_rows) == digest:
+        return None
+    job = parse((raw or texts(conn, row[0], history_id))[0])
+    typed, rows_of = store.job_rows(job, normalize.job(job, notes, row[PROVIDER] or "unknown"))
+    expected = store.JOB_VALUES(typed)
+    if expected != values:
+        wrong = next(i for i, (e, x) in enumerate(zip(expected, values, strict=True)) if e != x)
+        return f"{store.JOB_COLUMNS[wrong]} is {short(values[wrong])}, its JSON says {short(expected[wrong])}"
+    for table, held in zip(CHILD_TABLES, child_rows, strict=True):
+        if held != [tuple(e.get(c.name) for c in table.c) for e in rows_of[table]]:
             return f"its {table.name} rows are not what its JSON says"
     return None
+
+
+def texts(conn: Connection, job_id: str, history_id: int) -> tuple[str, str]:
+    """The JSON texts of the job's row and of its history row `history_id`."""
+    one = select(chain.raw_text(jobs.c.raw)).where(jobs.c.id == job_id).scalar_subquery()
+    two = select(chain.raw_text(job_history.c.raw)).where(job_history.c.id == history_id).scalar_subquery()
+    first, second = conn.execute(select(one, two)).one()
+    return first, second
 
 
 def parse(text: str) -> Any:
