@@ -8,7 +8,8 @@ once it has ended) and of detail_history (each time a job's details were archive
             {"table": ..., "seq": ..., "prev": <the previous link's hash>, <the row's fields>}
             where a job's JSON is in as "raw_sha256", the SHA-256 of the exact text stored in
             job_history.raw, the job's rows as written with it as "typed_sha256"
-            (store.typed_digest; since 0013), and a job's details as "details_sha256" (details_digest)
+            (store.typed_digest; not in records written before it), and a job's details as
+            "details_sha256" (details_digest)
     hash    SHA-256 of `record` (UTF-8), lower-case hex; the first link's prev is 64 zeros
 
 chain_head holds the archive's id and the newest link. It advances in the transaction that writes
@@ -19,6 +20,7 @@ Checking it (archiver/verify.py) needs nothing of archiver: see the README's aud
 
 import hashlib
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, cast, select, update
@@ -46,17 +48,15 @@ JSONObj = dict[str, Any]
 GENESIS = "0" * 64
 
 # What a link records of its row, by table; a job's JSON and its details go in as digests.
-HISTORY_FIELDS_0011 = ("job_id", "sync_run_id", "observed_at", "status", "content_hash", "observed_via")
-HISTORY_FIELDS = (*HISTORY_FIELDS_0011, "typed_sha256")  # since 0013: store.typed_digest
+HISTORY_FIELDS = ("job_id", "sync_run_id", "observed_at", "status", "content_hash", "observed_via")
 RUN_FIELDS_0011 = (
     *("id", "started_at", "finished_at", "status", "mode", "base_url", "error", "pages", "requests"),
     *("jobs_seen", "jobs_inserted", "jobs_updated", "jobs_unchanged", "jobs_rejected"),
 )
 RUN_FIELDS = (*RUN_FIELDS_0011, "route")  # since 0012
 # A field a record leaves out when it holds this value: a run of the route `default` records what
-# runs recorded before routes existed, a history row without typed_sha256 what rows recorded before
-# 0013 (so 0011's rebuilt chain and older records stay true).
-IMPLIED = {"route": "default", "typed_sha256": None}
+# runs recorded before routes existed (so 0011's rebuilt chain and older records stay true).
+IMPLIED = {"route": "default"}
 DETAIL_FIELDS = ("job_id", "sync_run_id", "written_at", "details_sha256")
 
 
@@ -88,19 +88,16 @@ def link(conn: Connection, table: str, rows: list[JSONObj]) -> list[JSONObj]:
     return links
 
 
-def history_links(
-    conn: Connection, versions: list[JSONObj], columns: tuple[str, ...] = HISTORY_FIELDS
-) -> None:
-    """Add the chain columns to these job_history rows (their `raw` is the exact text stored;
-    `columns`: those the schema has)."""
-    fields = [said({k: v[k] for k in columns}) | {"raw_sha256": sha256(v["raw"])} for v in versions]
+def history_links(conn: Connection, versions: list[JSONObj], digests: Sequence[str | None] = ()) -> None:
+    """Add the chain columns to these job_history rows (their `raw` is the exact text stored),
+    each recording the digest of its job's rows as written (`digests`, store.typed_digest; none
+    for the rows migration 0011 links, or where orjson could not write them)."""
+    fields = [{k: v[k] for k in HISTORY_FIELDS} | {"raw_sha256": sha256(v["raw"])} for v in versions]
+    for row, digest in zip(fields, digests, strict=False):
+        if digest is not None:
+            row["typed_sha256"] = digest
     for version, chained in zip(versions, link(conn, "job_history", fields), strict=True):
         version.update(chained)
-
-
-def said(row: JSONObj) -> JSONObj:
-    """What a record says of its row: the fields that hold their IMPLIED value are left out."""
-    return {k: v for k, v in row.items() if k not in IMPLIED or IMPLIED[k] != v}
 
 
 def seal_runs(conn: Connection, ids: list[int], fields: tuple[str, ...] = RUN_FIELDS) -> None:
@@ -111,7 +108,8 @@ def seal_runs(conn: Connection, ids: list[int], fields: tuple[str, ...] = RUN_FI
         sync_runs.c.id.in_(ids), sync_runs.c.seq.is_(None)
     )
     rows = [dict(r._mapping) for r in conn.execute(query.order_by(sync_runs.c.id))]
-    chained = link(conn, "sync_runs", [said(row) for row in rows])
+    said = [{k: v for k, v in row.items() if k not in IMPLIED or IMPLIED[k] != v} for row in rows]
+    chained = link(conn, "sync_runs", said)
     if chained:
         stmt = update(sync_runs).where(sync_runs.c.id == bindparam("run_id"))
         conn.execute(stmt, [c | {"run_id": r["id"]} for r, c in zip(rows, chained, strict=True)])
@@ -177,7 +175,7 @@ def rebuild(conn: Connection, batch: int = 1000) -> None:
         + [(run_id or 0, 1, at, job_id) for run_id, at, job_id in conn.execute(done)]
     )
     h = job_history.c
-    query = select(h.id, *(h[k] for k in HISTORY_FIELDS_0011), raw_text(h.raw).label("raw"))
+    query = select(h.id, *(h[k] for k in HISTORY_FIELDS), raw_text(h.raw).label("raw"))
     last = 0
     while rows := [
         dict(r._mapping) for r in conn.execute(query.where(h.id > last).order_by(h.id).limit(batch))
@@ -185,7 +183,7 @@ def rebuild(conn: Connection, batch: int = 1000) -> None:
         last = rows[-1]["id"]
         for rows_of_run in runs_of(rows):
             later = write_before(conn, later, (rows_of_run[0]["sync_run_id"] or 0, 0))
-            history_links(conn, rows_of_run, HISTORY_FIELDS_0011)  # rebuild is migration 0011's
+            history_links(conn, rows_of_run)
             changes = [
                 {"row_id": r["id"], **{k: r[k] for k in ("seq", "record", "hash")}} for r in rows_of_run
             ]

@@ -150,7 +150,6 @@ job_history = Table(
     Column("raw", JSON, nullable=False),
     Column("observed_via", Text),  # list or get (a single-job GET); NULL: observed before 0008 recorded it
     *chain_columns(),
-    Column("typed_sha256", Text),  # the job's rows as written (store.typed_digest); NULL before 0013
     Index(None, "job_id", "id"),
 )
 

@@ -117,7 +117,7 @@ CHILD_COLUMNS = [tuple(c.name for c in table.c) for table in CHILD_TABLES]
 def typed_digest(row: JSONObj, children: dict[Table, list[JSONObj]]) -> str | None:
     """SHA-256 of a job's rows as the archive holds them: the values of its `jobs` row's
     JOB_COLUMNS, then its rows of each child table (CHILD_TABLES order), each a list in column
-    order; JSON columns as their stored text. Its history row keeps it (typed_sha256) so that
+    order; JSON columns as their stored text. Its history row's record keeps it (typed_sha256) so that
     `verify` can check the job's current rows without normalizing its JSON again
     (archiver/verify_jobs.py). None when orjson cannot write them (verify normalizes those)."""
     kids = (children[t] for t in CHILD_TABLES)
@@ -224,11 +224,10 @@ def write_jobs(
             "content_hash": row["content_hash"],
             "raw": row["raw"],
             "observed_via": history,
-            "typed_sha256": digest,
         }
-        for row, digest in (zip(job_table, digests, strict=True) if history else ())
+        for row in (job_table if history else ())
     ]
-    chain.history_links(conn, versions)  # reads and advances the chain's head: not in the pipeline
+    chain.history_links(conn, versions, digests)  # reads and advances the chain's head: not in the pipeline
     with pipeline(conn):  # one round trip on PostgreSQL
         executemany(conn, jobs, job_table, upsert=True)
         for table in reversed(CHILD_TABLES):  # parents before children

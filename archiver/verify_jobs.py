@@ -1,10 +1,11 @@
 """`archiver verify`'s check of the current rows: each job's row in `jobs` and its child tables
 are what its newest history row says (archiver/verify.py checks the chain).
 
-A history row written since migration 0013 keeps the digest of the rows written with it
-(`typed_sha256`, store.typed_digest): rows that still hash to it are as written. A job whose
-newest history row has no digest, or whose rows differ from it, has its JSON normalized again
-and compared column by column (which also names what differs). Rows are compared as the archive
+A history row's record holds the digest of the rows written with it (`typed_sha256`,
+store.typed_digest): rows that still hash to it are as written. (The record is the chain's,
+checked by verify.py.) A job whose newest record has no digest (written before it was recorded),
+or whose rows differ from it, has its JSON normalized again and compared column by column
+(which also names what differs). Rows are compared as the archive
 holds them: JSON columns as their stored text."""
 
 import json
@@ -37,7 +38,7 @@ def check_jobs(conn: Connection, v: "Verdict", batch: int = 2000) -> None:
     same_raw = chain.raw_text(jobs.c.raw) == chain.raw_text(h.raw)
     query = (
         select(*(as_held(jobs.c[k]) for k in store.JOB_COLUMNS))
-        .add_columns(jobs.c.content_hash, h.content_hash, h.status, h.typed_sha256, same_raw, h.id)
+        .add_columns(jobs.c.content_hash, h.content_hash, h.status, h.record, same_raw, h.id)
         .select_from(jobs.outerjoin(job_history, h.id == newest))
         .order_by(jobs.c.id)
         .limit(batch)
@@ -76,8 +77,8 @@ def job_differs(
 ) -> str | None:
     """What of the job's row or child rows (a list per CHILD_TABLES) is not what its newest
     history row says. `row`: JOB_COLUMNS, content_hash, then of the history row content_hash,
-    status, typed_sha256, whether its JSON text is the job's, id (None: there is none)."""
-    content_hash, seen_hash, seen_status, digest, same_raw, history_id = row[TYPED:]
+    status, record, whether its JSON text is the job's, id (None: there is none)."""
+    content_hash, seen_hash, seen_status, record, same_raw, history_id = row[TYPED:]
     if history_id is None:
         return "no history row"
     raw = None if same_raw else texts(conn, row[0], history_id)
@@ -86,6 +87,8 @@ def job_differs(
     if (content_hash, row[STATUS]) != (seen_hash, seen_status):
         return "content_hash or status is not its newest history row's"
     values = row[:TYPED]
+    said = parse(record or "{}")
+    digest = said.get("typed_sha256") if type(said) is dict else None
     if digest is not None and store.held_digest(values, child_rows) == digest:
         return None
     job = parse((raw or texts(conn, row[0], history_id))[0])
