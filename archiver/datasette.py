@@ -167,6 +167,14 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "after_created_at": "When the job after_id was created, then: a job that moved is no cursor",
         },
     ),
+    "run_listings": (
+        "The jobs a full sync has listed so far, while it runs (emptied when it ends)",
+        {
+            "sync_run_id": "The run (sync_runs.id; a run is one route's)",
+            **JOB_ID,
+            "walk": "Who listed it: -1 a walk from the head; 0, 1, ...: the parallel segment that wrote it",
+        },
+    ),
     "job_refresh": (
         "How in-flight jobs are refreshed: back-off, failing GETs, an unconfirmed 404; no row: every run",
         {

@@ -14,7 +14,16 @@ from archiver import db, lock
 from tests.conftest import PG_URL, assert_archive_equals, cli_env, pg_admin, run_cli
 from tests.fake_api import FakeApi, make_jobs
 
-TABLES = {"jobs", "errors", "result_files", "integrations", "tags", "sync_runs", "job_history"}
+TABLES = {
+    "jobs",
+    "errors",
+    "result_files",
+    "integrations",
+    "tags",
+    "sync_runs",
+    "job_history",
+    "run_listings",
+}
 
 
 def tables(engine: sa.Engine) -> set[str]:

@@ -56,10 +56,19 @@ def test_every_migration_down_and_up_keeps_the_rows_and_their_links(engine: sa.E
 
     revs = revisions()
     assert revs[-1] == db.head()
+    schemas = {revs[-1]: schema(engine)}
     for i in range(len(revs) - 1, 0, -1):  # down one at a time, to the first revision (base drops all)
         db.downgrade(engine, revs[i - 1])
         now = rows(engine)
         assert now == same_columns(now, at_head), f"after downgrading to {revs[i - 1]}"
+        schemas[revs[i - 1]] = schema(engine)
+    assert "run_listings" not in schemas["0012"] and "run_listings" in schemas["0013"]
+    assert schemas["0012"]["jobs"] - schemas["0013"]["jobs"] == {"ix_jobs_created_at", "ix_jobs_status_class"}
+    assert schemas["0013"]["jobs"] - schemas["0012"]["jobs"] == {
+        "ix_jobs_reports",
+        "ix_jobs_hyperparameters",
+        "ix_jobs_status_class_vanished_at_id",
+    }
     for row in at_head["job_history"]:  # below 0008 nothing holds the route: it comes back unknown
         row["observed_via"] = None
     at_head = unchained(at_head)  # so the chain rebuilt by 0011 records it so: see the test below
@@ -67,7 +76,14 @@ def test_every_migration_down_and_up_keeps_the_rows_and_their_links(engine: sa.E
         db.upgrade(engine, rev)
         now = unchained(rows(engine))
         assert now == same_columns(now, at_head), f"after upgrading to {rev}"
+        assert schema(engine) == schemas[rev], f"the tables and indexes after upgrading to {rev}"
     assert unchained(rows(engine)) == at_head
+
+
+def schema(engine: sa.Engine) -> dict[str, set[str]]:
+    """Each table's indexes by name: a revision upgraded to again has those it had."""
+    inspector = sa.inspect(engine)
+    return {t: {i["name"] or "" for i in inspector.get_indexes(t)} for t in inspector.get_table_names()}
 
 
 def unchained(tables: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
