@@ -1,12 +1,11 @@
 """What the archive knows about its runs and its coverage: run records, open gaps, jobs in flight."""
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, true, update
 
-from archiver import chain, normalize, reports
+from archiver import chain, listings, normalize, reports
 from archiver.models import job_refresh, job_routes, jobs, sync_gaps, sync_runs
 from archiver.store import JSONObj, chunks
 
@@ -75,6 +74,7 @@ def start_run(conn: Connection, mode: str, base_url: str, now: float, route: str
         killed.values(status="abandoned", error="the process ended without recording its end (killed?)")
     )
     chain.seal_runs(conn, list(ended.scalars()))
+    listings.forget(conn)  # what killed runs listed
     row = {"started_at": now, "status": "running", "mode": mode, "base_url": base_url, "route": route}
     return int(conn.execute(insert(sync_runs).values(row).returning(sync_runs.c.id)).scalar_one())
 
@@ -86,6 +86,7 @@ def save_run(conn: Connection, run_id: int, **values: Any) -> None:
 def end_run(conn: Connection, run_id: int, **values: Any) -> None:
     """The run's last record: its row, then a link of the audit chain."""
     save_run(conn, run_id, **values)
+    listings.forget(conn, run_id)
     chain.seal_runs(conn, [run_id])
 
 
@@ -266,7 +267,8 @@ def spaced_jobs(conn: Connection, n: int, limit: int, route: str = DEFAULT) -> l
 
 def let_go(conn: Connection, ids: list[str], route: str, now: float) -> int:
     """These jobs are gone from the route's listing: a job another route lists is no longer the
-    route's (its job_routes row goes), the others are marked vanished; how many were marked."""
+    route's (its job_routes row goes), the others are marked vanished; how many were marked. (After
+    a full walk, listings.let_go_unlisted does the same in SQL, without the ids in memory.)"""
     r = job_routes.c
     elsewhere: set[str] = set()
     for chunk in chunks(ids):
@@ -285,11 +287,6 @@ def mark_vanished(conn: Connection, ids: list[str], now: float) -> int:
             update(jobs).where(jobs.c.id.in_(chunk), jobs.c.vanished_at.is_(None)).values(vanished_at=now)
         ).rowcount
     return marked
-
-
-def listed_ids(conn: Connection, route: str = DEFAULT) -> Iterator[str]:
-    """Every archived job of the route not marked vanished."""
-    yield from conn.execute(select(jobs.c.id).where(jobs.c.vanished_at.is_(None), on_route(route))).scalars()
 
 
 def coverage(conn: Connection, route: str = DEFAULT) -> list[str]:

@@ -5,7 +5,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from archiver import cursors, interrupts, ledger
+from archiver import cursors, interrupts, ledger, listings
 from archiver.client import Page, walk_pages
 from archiver.errors import ApiError
 from archiver.ledger import Gap
@@ -37,10 +37,10 @@ def cut_points(run: Run) -> list[tuple[str, int | None]]:
         return ledger.spaced_jobs(conn, run.parallel, run.limit, run.route)
 
 
-def walk_parallel(run: Run, own: Gap, cuts: list[tuple[str, int | None]], written: dict[str, int]) -> bool:
+def walk_parallel(run: Run, own: Gap, cuts: list[tuple[str, int | None]]) -> bool:
     """A full walk as segments fetched at once, each starting after a job the archive knows and
     ending where the next begins, all written by this thread (a job two of them list is written
-    once; `written` maps each job id to its segment). A segment whose cursor is
+    once; run_listings keeps which segment wrote it, archiver/listings.py). A segment whose cursor is
     refused, or which the API lists from elsewhere, hands its part to the one before it.
 
     Returns whether the segments walked the whole listing: then this was a full walk that reached
@@ -50,13 +50,13 @@ def walk_parallel(run: Run, own: Gap, cuts: list[tuple[str, int | None]], writte
     starts: list[tuple[str, int | None] | None] = [None, *cuts]
     segments = [
         Segment(
-            Walk("full", s[0] if s else None, [] if s else [own], started_at_head=not s, skip=written),
+            Walk("full", s[0] if s else None, [] if s else [own], started_at_head=not s, listed=i, skip=True),
             s,
             cuts[i][0] if i < len(cuts) else None,
         )
         for i, s in enumerate(starts)
     ]
-    walker = Walker(run, segments, Streams(depth=1), written)  # one page beyond a part, at most
+    walker = Walker(run, segments, Streams(depth=1))  # one page beyond a part, at most
     log.info("walking the history in %d segments at once", len(segments))
     try:
         for i, seg in enumerate(segments):
@@ -74,7 +74,7 @@ def walk_parallel(run: Run, own: Gap, cuts: list[tuple[str, int | None]], writte
     with interrupts.deferred(), run.engine.begin() as conn:
         ledger.close_gaps(conn, [g.id for g in run.gaps if g.id is not None])
     run.gaps = []
-    mark_missing_vanished(run, written)
+    mark_missing_vanished(run, listings.SEGMENTS)
     return True
 
 
@@ -85,7 +85,6 @@ class Walker:
     run: Run
     segments: list[Segment]
     streams: Streams[tuple[int, int]]
-    written: dict[str, int]
 
     def start(self, i: int, after: str | None) -> None:
         """Segment i's fetches from `after`; stopping its stream ends a wait to retry at once."""
@@ -110,10 +109,8 @@ class Walker:
             seg.state = "blocked"
         elif not page.has_more:
             seg.state = "end"
-        elif any(c["id"] == seg.bound or self.written.get(c["id"], i) > i for c in canons):
+        elif any(c["id"] == seg.bound or seg.walk.writers.get(c["id"], i) > i for c in canons):
             seg.state = "bounded"
-        for canon in canons:
-            self.written.setdefault(canon["id"], i)
         if seg.state != "walking":
             self.streams.stop((i, seg.stream))
 

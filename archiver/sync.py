@@ -42,7 +42,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from archiver import chain, checkpoints, cursors, interrupts, ledger
+from archiver import chain, checkpoints, cursors, interrupts, ledger, listings
 from archiver.client import Api, Page, iter_pages
 from archiver.db import database_error
 from archiver.details import DetailOptions, DetailsResult, archive_details
@@ -155,14 +155,13 @@ def walk_all(run: Run) -> None:
     """The head walk (or a full one), then every gap left open, those its walks open included."""
     own = Gap(None, None, *(run.newest or (None, None)))  # the head walk's gap, stored once needed
     kind = "full" if run.full else "head"
-    listed: set[str] | None = set() if run.full and run.newest else None
+    listed = listings.HEAD if run.full and run.newest else None  # to let go of the unlisted
     cuts = cut_points(run) if run.full and run.parallel > 1 and run.newest and not run.blocked else []
-    written: dict[str, int] = {}  # by the segments of a parallel walk
-    if not (cuts and walk_parallel(run, own, cuts, written)):
+    if not (cuts and walk_parallel(run, own, cuts)):
         if cuts:
             log.info("the segments did not walk the whole listing: walking it from the head")
             run.blocked = None  # a refusal there may have been a purged cursor: the head walk tells
-        walk(run, Walk(kind, None, [own], listed=listed, skip=written))
+        walk(run, Walk(kind, None, [own], listed=listed, skip=bool(cuts)))  # not what segments wrote
     walked: set[int | None] = set()
     while gap := next((g for g in run.gaps if id(g) not in walked and walkable(run, g)), None):
         walked.add(id(gap))

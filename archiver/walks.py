@@ -4,17 +4,26 @@
 import itertools
 import logging
 import time
-from collections.abc import Callable, Container
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
-from archiver import checkpoints, cursors, interrupts, ledger, normalize
+from archiver import checkpoints, cursors, interrupts, ledger, listings, normalize
 from archiver.client import Api, Page
 from archiver.ledger import Gap
 from archiver.result import SyncResult
-from archiver.store import Batch, JSONObj, PageCounts, canonical_json, make_batch, quarantine, upsert_page
+from archiver.store import (
+    Batch,
+    Job,
+    JSONObj,
+    PageCounts,
+    canonical_json,
+    make_batch,
+    quarantine,
+    upsert_page,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +39,9 @@ class Walk:
     held: list[Gap]
     quiet: bool = False  # a head walk has seen a page of known, unchanged, settled jobs
     started_at_head: bool = True
-    listed: set[str] | None = None  # ids seen, when a full walk is to mark the missing as vanished
-    skip: Container[str] = ()  # ids written already this run (by a parallel walk's segments)
+    listed: int | None = None  # notes what it lists as this walk (listings.HEAD or its segment)
+    skip: bool = False  # skips the jobs a parallel walk's segments have written this run
+    writers: dict[str, int] = field(default_factory=dict)  # of the last page's jobs, before it
     last_created: int | None = None  # for the newest-first check across pages
     last_id: str | None = None  # of the last page written
     cursor_created: int | None = None  # created_at of the job the next page is asked after
@@ -68,7 +78,7 @@ class Run:
 
 
 def write(run: Run, w: Walk, page: Page, batch: Batch | None = None) -> tuple[PageCounts, list[JSONObj]]:
-    """One transaction: the jobs (but those in `w.skip`, written already), the rejected items, the
+    """One transaction: the jobs (but those a segment wrote, when `w.skip`), the rejected items, the
     walk's gaps, the refresh state of the in-flight jobs seen and the run's counters. A signal
     waits until they are committed and counted."""
     batch = batch or make_batch(page.items, run.notes, page.provider or run.provider)
@@ -89,12 +99,10 @@ def commit_page(
 ) -> tuple[PageCounts, list[JSONObj]]:
     now = time.time()
     jobs, hashes, bad = batch.jobs, batch.hashes, new_rejects(run, page, batch)
-    if w.skip:
-        jobs = [job for job in jobs if job[1]["id"] not in w.skip]
-        hashes = {c["id"]: hashes[c["id"]] for _, c in jobs}
     listing = w.kind != "get"
     due = [c["id"] for c in canons if c["id"] in run.pending]
     with run.engine.begin() as conn:
+        jobs, hashes = note_listed(conn, run, w, jobs, hashes)
         via = "list" if listing else "get"
         counts = upsert_page(conn, jobs, run.result.run_id, now, hashes, via, run.route)
         refreshes = bool(due or run.refresh_rows) and ledger.record_refreshes(
@@ -131,13 +139,27 @@ def commit_page(
     run.gaps = [g for g in run.gaps if g not in closed] + [g for g in moved if g not in run.gaps]
     for canon in canons:
         run.pending.pop(canon["id"], None)
-    if w.listed is not None:
-        w.listed.update(c["id"] for c in canons)
-        if not page.has_more and not page.truncated:
-            mark_missing_vanished(run, w.listed)
+    if w.listed == listings.HEAD and not page.has_more and not page.truncated:
+        mark_missing_vanished(run, listings.HEAD)
     if run.on_page and listing:
         run.on_page(run.result)
     return counts, canons
+
+
+def note_listed(
+    conn: Connection, run: Run, w: Walk, jobs: list[Job], hashes: dict[str, str]
+) -> tuple[list[Job], dict[str, str]]:
+    """In the page's transaction: which of its jobs a segment wrote already this run (`w.writers`;
+    those are left out when the walk skips them), and what the walk lists, noted as it."""
+    ids = [c["id"] for _, c in jobs]
+    w.writers = listings.writers(conn, run.result.run_id, ids) if w.skip else {}
+    if w.writers:
+        jobs = [job for job in jobs if job[1]["id"] not in w.writers]
+        hashes = {c["id"]: hashes[c["id"]] for _, c in jobs}
+    if w.listed is not None:
+        segment = w.listed != listings.HEAD  # a segment notes only what it writes
+        listings.note(conn, run.result.run_id, w.listed, [c["id"] for _, c in jobs] if segment else ids)
+    return jobs, hashes
 
 
 def new_rejects(run: Run, page: Page, batch: Batch) -> list[tuple[int, str, Any]]:
@@ -262,12 +284,11 @@ def hold_the_rest(run: Run, w: Walk, last_id: str | None, created: int | None) -
         w.held.append(rest)
 
 
-def mark_missing_vanished(run: Run, listed: Container[str]) -> None:
-    """After a full walk: archived jobs of the route it did not see are gone from its listing
-    (vanished, unless another route lists them: ledger.let_go)."""
+def mark_missing_vanished(run: Run, walk: int) -> None:
+    """After a full walk (`walk`: listings.HEAD, or SEGMENTS): archived jobs of the route it did not
+    list are gone from its listing (vanished, unless another route lists them: ledger.let_go)."""
     with interrupts.deferred(), run.engine.begin() as conn:
-        missing = [job_id for job_id in ledger.listed_ids(conn, run.route) if job_id not in listed]
-        marked = ledger.let_go(conn, missing, run.route, time.time())
+        marked = listings.let_go_unlisted(conn, run.result.run_id, run.route, walk, time.time())
     if marked:
         run.result.vanished += marked
         log.info("%d archived jobs are no longer listed; kept and marked vanished", marked)

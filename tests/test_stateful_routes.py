@@ -7,7 +7,8 @@ at any page, incremental or full.
 Invariant, per route, after each sync of that route that completes with every in-flight job
 refreshed: the archive holds what the route lists, table by table; job_routes says the route lists
 each of them; no gap of that route is left open, whatever the other route's cut-off runs left; no
-job it lists is marked vanished; and a job listed by both routes has no history row that is no change.
+job it lists is marked vanished, and after a full sync every job it no longer lists has left its
+job_routes or is marked vanished; and a job listed by both routes has no history row that is no change.
 """
 
 import itertools
@@ -81,7 +82,7 @@ def test_each_route_equals_its_listing_after_its_completed_syncs_interleaved(eng
         @rule(route=st.sampled_from(ROUTES), full=st.booleans(), limit=st.sampled_from([7, 20]))
         def sync_completes(self, route: str, full: bool, limit: int) -> None:
             result = sync(api_for(self.fakes[route]), engine, full=full, limit=limit, route=route)
-            self.check(route, set(result.unrefreshed))
+            self.check(route, set(result.unrefreshed), full)
 
         @rule(route=st.sampled_from(ROUTES), pages=st.integers(0, 4), full=st.booleans())
         def sync_cut_off(self, route: str, pages: int, full: bool) -> None:
@@ -94,7 +95,7 @@ def test_each_route_equals_its_listing_after_its_completed_syncs_interleaved(eng
             finally:
                 fake.outage_after = None
 
-        def check(self, route: str, stale: set[str]) -> None:
+        def check(self, route: str, stale: set[str], full: bool) -> None:
             fake = self.fakes[route]
             listed = {j["id"] for j in fake.jobs} - stale
             actual = read_archive(engine)
@@ -104,12 +105,16 @@ def test_each_route_equals_its_listing_after_its_completed_syncs_interleaved(eng
                 r = job_routes.c
                 routed = set(conn.execute(sa.select(r.job_id).where(r.route == route)).scalars())
                 gaps = conn.execute(sa.select(sync_gaps.c.id).where(sync_gaps.c.route == route)).all()
-                gone = conn.execute(sa.select(jobs.c.id).where(jobs.c.vanished_at.is_not(None))).scalars()
+                gone = set(
+                    conn.execute(sa.select(jobs.c.id).where(jobs.c.vanished_at.is_not(None))).scalars()
+                )
                 h = job_history.c
                 rows = conn.execute(sa.select(h.job_id, h.raw).order_by(h.job_id, h.id)).all()
             assert listed <= routed, f"{route}: job_routes misses jobs it lists"
             assert stale or not gaps, f"{route}: a gap of the route was left open"
-            assert not listed & set(gone), f"{route}: a job it lists is marked vanished"
+            assert not listed & gone, f"{route}: a job it lists is marked vanished"
+            unlisted = routed - {j["id"] for j in fake.jobs}
+            assert not full or unlisted <= gone, f"{route}: a full sync kept jobs it no longer lists"
             for (a, before), (b, after) in itertools.pairwise(rows):
                 assert a != b or canonical_json(before) != canonical_json(after), (
                     f"{b}: a history row, no change"
