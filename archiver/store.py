@@ -127,9 +127,15 @@ def typed_digest(row: JSONObj, children: dict[Table, list[JSONObj]]) -> str | No
     return held_digest(JOB_VALUES(row), tables)
 
 
+# The normalization the digests are of: a migration that re-derives the typed rows of the jobs
+# already archived (rederive_all) changes them without a history row, so it raises this, and the
+# digests written before no longer vouch for any rows (verify normalizes those jobs again).
+NORMALIZATION = 1
+
+
 def held_digest(values: Sequence[Any], child_rows: Iterable[Sequence[Sequence[Any]]]) -> str | None:
     try:
-        return chain.sha256(orjson.dumps([values, *child_rows]))
+        return chain.sha256(orjson.dumps([NORMALIZATION, values, *child_rows]))
     except TypeError:  # an integer beyond 64 bits, a lone surrogate
         return None
 
@@ -237,7 +243,8 @@ def write_jobs(
 
 def rederive_all(conn: Connection, batch: int = 1000) -> None:
     """Recompute every job's typed columns, children and content hash from `raw` with the current
-    normalization (a migration calls this); job_history is left as it was observed. The hash is of
+    normalization (a migration calls this, and raises NORMALIZATION); job_history is left as it
+    was observed. The hash is of
     the provider the job has (0005 set it to "unknown" for the jobs archived before it)."""
     notes = Notes()
     last = ""

@@ -151,6 +151,43 @@ def test_a_value_that_is_not_utf8_text_is_caught_and_read_with_a_replacement_cha
     assert "model is 'mo\ufffd', its JSON says" in found["current"]
 
 
+def test_a_jobs_json_retyped_to_parse_equal_is_caught(archived: tuple[Archive, Path]) -> None:
+    archive, log = archived
+    with archive.engine().connect() as conn:
+        job_id, raw = conn.execute(
+            sa.select(jobs.c.id, chain.raw_text(jobs.c.raw)).where(jobs.c.n_epochs == "3").order_by(jobs.c.id)
+        ).first()
+    forged = raw.replace('"n_epochs":3', '"n_epochs":3.0', 1)
+    assert forged != raw and json.loads(forged) == json.loads(raw)  # equal in Python, "3.0" normalized
+    sql(archive, "UPDATE jobs SET raw = :raw WHERE id = :id", raw=forged, id=job_id)
+    found = failures(archive, log)
+    assert set(found) == {"current"}
+    assert "n_epochs is '3', its JSON says '3.0'" in found["current"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # PostgreSQL's bigint refuses it
+def test_an_infinity_written_into_an_integer_column_is_caught(archived: tuple[Archive, Path]) -> None:
+    archive, log = archived
+    sql(  # where it was NULL: orjson writes an infinity as null
+        archive,
+        "UPDATE jobs SET trained_tokens = 9e999"
+        " WHERE id = (SELECT min(id) FROM jobs WHERE trained_tokens IS NULL)",
+    )
+    found = failures(archive, log)
+    assert set(found) == {"current"}
+    assert "trained_tokens is inf" in found["current"]
+
+
+def test_integrations_that_are_numbers_verify_intact(db_url: str, fake: FakeApi, base_url: str) -> None:
+    fake.jobs = make_jobs(6, seed=2)
+    fake.jobs[2]["integrations"] = [2.0]  # SQLite reads a JSON column's 2.0 back as 2
+    fake.jobs[3]["integrations"] = [1e16]
+    with Archive(db_url) as archive:
+        archive.sync(Portkey(api_key=API_KEY, virtual_key=VIRTUAL_KEY, base_url=base_url), details=False)
+        verdict = archive.verify()
+    assert verdict.first == {} and verdict.jobs == 6
+
+
 def test_forging_an_error_row_for_a_job_is_caught(archived: tuple[Archive, Path]) -> None:
     archive, log = archived
     sql(
