@@ -121,6 +121,13 @@ def test_editing_a_history_rows_json_is_caught_at_its_seq(archived: tuple[Archiv
     assert found["record"].startswith(f"seq {seq_of(archive, older)} (job_history): raw_sha256 is ")
 
 
+def test_a_record_that_is_json_but_not_an_object_is_caught_not_raised(archived: tuple[Archive, Path]) -> None:
+    archive, log = archived
+    older, _ = newest_and_older(archive)
+    sql(archive, "UPDATE job_history SET record = '[1]' WHERE id = :id", id=older)
+    assert {"hash", "link", "record"} <= set(failures(archive, log))
+
+
 def test_editing_a_typed_column_of_jobs_is_caught(archived: tuple[Archive, Path]) -> None:
     archive, log = archived
     sql(archive, "UPDATE jobs SET trained_tokens = 1 WHERE id = (SELECT min(id) FROM jobs)")
