@@ -244,8 +244,8 @@ def write_jobs(
 def rederive_all(conn: Connection, batch: int = 1000) -> None:
     """Recompute every job's typed columns, children and content hash from `raw` with the current
     normalization (a migration calls this, and raises NORMALIZATION); job_history is left as it
-    was observed. The hash is of
-    the provider the job has (0005 set it to "unknown" for the jobs archived before it)."""
+    was observed. The hash is of the provider the job has (0005 set it to "unknown" for the jobs
+    archived before it)."""
     notes = Notes()
     last = ""
     while True:
