@@ -34,12 +34,15 @@ def chain_columns() -> tuple[Column, ...]:  # type: ignore[type-arg]
     return (Column("seq", BigInteger), Column("record", Text), Column("hash", Text))
 
 
-# What the status, the reports and the dashboard read of every job (migration 0013 says why)
+# What the status, the reports and the dashboard read of every job (migrations 0013 and 0014 say why)
 REPORTS = (
     *("created_at", "status", "status_class", "model", "finished_at", "trained_tokens", "vanished_at"),
     "id",
 )
-HYPERPARAMETERS = ("created_at", "model", "method_type", "n_epochs", "batch_size", "learning_rate_multiplier")
+HYPERPARAMETER_GROUPS = (
+    *("model", "method_type", "n_epochs", "batch_size", "learning_rate_multiplier"),
+    "created_at",
+)
 
 sync_runs = Table(
     "sync_runs",
@@ -94,8 +97,16 @@ jobs = Table(
     Column("vanished_at", Double),  # when a sync found the job gone from the API; NULL while listed
     Index(None, "status"),
     Index("ix_jobs_reports", *REPORTS),  # named by hand: the convention's would pass 63 characters
-    Index("ix_jobs_hyperparameters", *HYPERPARAMETERS),
+    Index("ix_jobs_hyperparameter_groups", *HYPERPARAMETER_GROUPS),
     Index(None, "status_class", "vanished_at", "id"),
+)
+FINISHED = jobs.c.finished_at.is_not(None)
+Index(
+    "ix_jobs_durations",
+    *(jobs.c.model, jobs.c.status, jobs.c.finished_at - jobs.c.created_at),
+    *(jobs.c.created_at, jobs.c.finished_at),
+    sqlite_where=FINISHED,
+    postgresql_where=FINISHED,
 )
 
 

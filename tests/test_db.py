@@ -42,6 +42,9 @@ def test_upgrade_downgrade_upgrade(db_url: str) -> None:
     engine.dispose()
 
 
+# SQLite's reflection cannot read an index on an expression: there it is compared on PostgreSQL only.
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
+@pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based index")
 def test_models_match_migrations(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         command.check(db.alembic_config(conn))  # raises if autogenerate finds a difference

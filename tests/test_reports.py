@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import random
 import re
 import subprocess
 import sys
@@ -635,3 +636,46 @@ def test_report_rows_are_read_as_they_are_consumed_and_equal_the_table(archive: 
         assert streamed[1] == EXPECTED["status_overview"]
         with pytest.raises(ConfigError, match="no job 'ftjob-none' in the archive"):
             library.report_table("job_timeline", job_id="ftjob-none")
+
+
+def nearest_rank(values: list[int], p: int) -> int:
+    """The value of rank ceil(p% of n) in order: the durations report's percentiles."""
+    ordered = sorted(values)
+    return ordered[-(-len(ordered) * p // 100) - 1]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_durations_and_hyperparameters_equal_a_count_in_python_of_the_jobs_in_the_range(
+    engine: sa.Engine, seed: int
+) -> None:
+    """Both reports read an index in their grouping order and count per distinct value (the
+    durations' percentiles from running counts): ties, missing values and a time range."""
+    rng = random.Random(seed)
+    served = []
+    for n in range(300):
+        model = rng.choice(["gpt-4o-mini", "gpt-3.5-turbo", None])
+        status = rng.choice(["succeeded", "failed", "cancelled", "running"])
+        took = None if status == "running" else rng.choice([60, 60, 120, 300, rng.randrange(1, 5000)])
+        hp = {k: rng.choice(["auto", 1, 3, None]) for k in AUTO}
+        served.append(job(f"r{n:03}", rng.randrange(60), status, model, took, hyperparameters=hp))
+    served.sort(key=lambda j: -j["created_at"])
+    sync(api_for(FakeApi(served)), engine)
+    since, until = T0 + rng.randrange(20) * DAY, T0 + rng.randrange(30, 60) * DAY
+    chosen = [j for j in served if since <= j["created_at"] < until]
+    took: dict[tuple[Any, ...], list[int]] = {}
+    used: dict[tuple[Any, ...], int] = {}
+    for j in chosen:
+        if j["finished_at"]:
+            took.setdefault((j["model"], j["status"]), []).append(j["finished_at"] - j["created_at"])
+        hp = tuple(None if v is None else str(v) for v in j["hyperparameters"].values())
+        used[(j["model"], None, *hp)] = used.get((j["model"], None, *hp), 0) + 1
+    with engine.connect() as conn:
+        params = {**ALL, "since": since, "until": until}
+        _, durations = reports.run_report(conn, "durations", params)
+        _, hyperparameters = reports.run_report(conn, "hyperparameters", params)
+    expected = [
+        (*key, len(s), min(s), sum(s) / len(s), max(s), nearest_rank(s, 50), nearest_rank(s, 90))
+        for key, s in took.items()
+    ]
+    assert sorted(durations, key=repr) == sorted(expected, key=repr)
+    assert sorted(hyperparameters, key=repr) == sorted([(*k, n) for k, n in used.items()], key=repr)
