@@ -11,6 +11,16 @@ STEP_METRICS = {
     "train_reward_mean": "Reinforcement fine-tuning: mean reward on the training batch",
     "valid_reward_mean": "Reinforcement fine-tuning: mean reward on validation",
 }
+SUMMED_UP = {  # job_metric_summary's columns, which job_final_metrics shows
+    "steps": "Steps with metrics",
+    "final_step": "The last step",
+    "final_train_loss": "Training loss at the last step",
+    "final_train_accuracy": "Training accuracy at the last step",
+    "best_valid_loss": "The lowest validation loss",
+    "best_valid_step": "The first step where it was reached",
+    "final_valid_loss": "Validation loss at the last validated step",
+}
+
 DETAIL_TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "job_details": (
         "Per final job: details archived (done), to be tried again (retry), or out of its route's reach",
@@ -86,6 +96,10 @@ DETAIL_TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "value": "Its value at the step",
         },
     ),
+    "job_metric_summary": (
+        "One row per job with metrics: its curve summed up when its details were written",
+        {**JOB_ID, **SUMMED_UP},
+    ),
     "rejected_details": (
         "Events, checkpoints, result files and rows that could not be read, kept with why",
         {
@@ -112,13 +126,7 @@ DETAIL_TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "n_epochs": "Epochs: auto or the number as sent (text)",
             "batch_size": "Batch size: auto or the number as sent (text)",
             "learning_rate_multiplier": "Learning-rate multiplier: auto or the number as sent (text)",
-            "steps": "Steps with metrics",
-            "final_step": "The last step",
-            "final_train_loss": "Training loss at the last step",
-            "final_train_accuracy": "Training accuracy at the last step",
-            "best_valid_loss": "The lowest validation loss",
-            "best_valid_step": "The first step where it was reached",
-            "final_valid_loss": "Validation loss at the last validated step",
+            **SUMMED_UP,
         },
     ),
 }

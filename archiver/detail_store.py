@@ -1,6 +1,8 @@
 """A job's details as rows (pure mappings) and their write: one transaction per job."""
 
 import json
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +16,7 @@ from archiver.models import (
     job_checkpoints,
     job_details,
     job_events,
+    job_metric_summary,
     job_metrics,
     rejected_details,
     result_files,
@@ -22,6 +25,13 @@ from archiver.store import JSONObj, chunks
 
 RETRY_BASE = 900.0  # a failed job's details are tried again 15 min later, then 30 min, ... up to a day
 RETRY_MAX = 86400.0
+# The result-file columns of the metrics a job's summary reads (migration 0010's job_metric_steps)
+SUMMED_UP = {
+    "train_loss": "train_loss",
+    "train_accuracy": "train_accuracy",
+    "train_mean_token_accuracy": "train_accuracy",
+    "valid_loss": "valid_loss",
+}
 
 
 @dataclass
@@ -157,10 +167,12 @@ def save_job(conn: Connection, f: Fetched, run_id: int, attempts: int, max_bytes
     metrics, bad_rows = parse_results(conn, f.job_id)
     for table in DETAIL_TABLES:
         conn.execute(delete(table).where(table.c.job_id == f.job_id))
+    summed_up = summary(f.job_id, ((m["step"], m["metric"], m["value"]) for m in metrics))
     for table, rows in (
         (job_events, [event_row(f.job_id, e) for e in events]),
         (job_checkpoints, [checkpoint_row(f.job_id, c) for c in checkpoints]),
         (job_metrics, metrics),
+        (job_metric_summary, [summed_up] if summed_up else []),
         (rejected_details, bad + bad_checkpoints + bad_rows),
     ):
         if rows:
@@ -169,6 +181,43 @@ def save_job(conn: Connection, f: Fetched, run_id: int, attempts: int, max_bytes
     save_state(conn, state | {"state": "done", "next_try_at": None, "error": missing})
     chain.append_details(conn, f.job_id, run_id, now)
     return len(bad) + len(bad_checkpoints) + len(bad_rows)
+
+
+def summary(job_id: str, metrics: Iterable[tuple[int, str, float]]) -> JSONObj | None:
+    """A job's curve summed up from its (step, metric, value) rows, as job_final_metrics shows it:
+    how many steps, the last one's train loss and accuracy, the best validation loss and the first
+    step that reached it, and the validation loss of the last step that has one. A metric of a step
+    is the greatest of its values in the job's result files (the view job_metric_steps). None
+    without metrics. Kept in job_metric_summary, so that no report reads every metric row."""
+    steps: dict[int, dict[str, float]] = {}
+    for step, metric, value in metrics:
+        at = steps.setdefault(step, {})
+        name = SUMMED_UP.get(metric)
+        if name is not None and value > at.get(name, -math.inf):
+            at[name] = value
+    if not steps:
+        return None
+    final = max(steps)
+    valid = {step: at["valid_loss"] for step, at in steps.items() if "valid_loss" in at}
+    best = min(valid.values(), default=None)
+    return {
+        "job_id": job_id,
+        "steps": len(steps),
+        "final_step": final,
+        "final_train_loss": steps[final].get("train_loss"),
+        "final_train_accuracy": steps[final].get("train_accuracy"),
+        "best_valid_loss": best,
+        "best_valid_step": min((step for step, v in valid.items() if v == best), default=None),
+        "final_valid_loss": valid[max(valid)] if valid else None,
+    }
+
+
+def stored_summary_differs(conn: Connection, job_id: str) -> bool:
+    """Whether job_metric_summary's row of the job is not what its metric rows sum up to (verify)."""
+    m = job_metrics.c
+    held = conn.execute(select(m.step, m.metric, m.value).where(m.job_id == job_id))
+    stored = conn.execute(select(job_metric_summary).where(job_metric_summary.c.job_id == job_id)).mappings()
+    return [dict(r) for r in stored] != [s for s in [summary(job_id, held)] if s]
 
 
 def parse_results(conn: Connection, job_id: str) -> tuple[list[JSONObj], list[JSONObj]]:

@@ -306,6 +306,19 @@ job_metrics = Table(  # one row per job, step and metric of its result file(s): 
     Column("value", Double, nullable=False),
 )
 
+job_metric_summary = Table(  # each job's curve summed up from job_metrics (detail_store.summary)
+    "job_metric_summary",
+    metadata,
+    job_fk(),
+    Column("steps", BigInteger, nullable=False),
+    Column("final_step", BigInteger, nullable=False),
+    Column("final_train_loss", Double),
+    Column("final_train_accuracy", Double),
+    Column("best_valid_loss", Double),
+    Column("best_valid_step", BigInteger),
+    Column("final_valid_loss", Double),
+)
+
 rejected_details = Table(  # what could not be parsed, kept as received with the reason
     "rejected_details",
     metadata,
@@ -319,7 +332,8 @@ rejected_details = Table(  # what could not be parsed, kept as received with the
     Index(None, "job_id"),
 )
 
-DETAIL_TABLES = (job_metrics, job_events, job_checkpoints, rejected_details)  # a job's, replaced together
+# A job's, replaced together
+DETAIL_TABLES = (job_metrics, job_metric_summary, job_events, job_checkpoints, rejected_details)
 
 detail_history = Table(  # each time a job's details were archived: a link of the audit chain
     "detail_history",

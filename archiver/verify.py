@@ -8,7 +8,8 @@ Checked, each kind of failure reported once (its first case) with how many there
     record      a record that no longer says what its row's columns say (job_history.raw included)
     unchained   an ended run, a history row or a details record outside the chain
     current     a job's row (jobs and its child tables) that is not what its newest history row
-                says, or a job's details that are not what its newest details record says
+                says, a job's details that are not what its newest details record says, or
+                a job's job_metric_summary row that is not what its metric rows sum up to
     head        chain_head that is not the chain's newest link (links deleted at the end)
     checkpoint  a checkpoint (kept elsewhere) that the chain does not contain, or that goes backwards
     signature   a checkpoint not signed by the given public key
@@ -29,9 +30,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, func, inspect, select, true
 from sqlalchemy.exc import DBAPIError
 
-from archiver import chain, checkpoints, db, reports
+from archiver import chain, checkpoints, db, detail_store, reports
 from archiver.errors import ArchiverError
-from archiver.models import detail_history, job_history, sync_runs, verify_runs
+from archiver.models import detail_history, job_history, job_metric_summary, sync_runs, verify_runs
 from archiver.models import job_details as details_state
 from archiver.verify_jobs import check_jobs, parse, short
 
@@ -298,11 +299,16 @@ def check_details(conn: Connection, v: Verdict) -> None:
             held = [[], []]  # a record out of shape: already reported by the chain's check
         if chain.details_digest(conn, job_id, *held) != digest:
             v.fail("current", f"job {job_id}: its details are not what its newest details record says")
+        elif detail_store.stored_summary_differs(conn, job_id):
+            v.fail("current", f"job {job_id}: job_metric_summary is not what its metric rows sum up to")
     s = details_state.c
     missing = select(s.job_id).where(s.state == "done", s.job_id.not_in(select(d.job_id)))
     n = conn.execute(select(func.count()).select_from(missing.subquery())).scalar_one()
     if n:
         v.fail("unchained", f"{n} jobs' details are archived without a details record")
+    alone = select(job_metric_summary.c.job_id).where(job_metric_summary.c.job_id.not_in(select(d.job_id)))
+    if first := conn.execute(alone.limit(1)).scalar():
+        v.fail("current", f"job {first}: job_metric_summary holds a job without a details record")
 
 
 def record(conn: Connection, v: Verdict) -> None:

@@ -205,6 +205,28 @@ def test_forging_an_error_row_for_a_job_is_caught(archived: tuple[Archive, Path]
     assert set(failures(archive, log)) == {"current"}
 
 
+def test_editing_or_deleting_a_jobs_metric_summary_is_caught(archived: tuple[Archive, Path]) -> None:
+    archive, _ = archived
+    job_id = sql(archive, "SELECT job_id FROM job_metric_summary ORDER BY job_id LIMIT 1").scalar_one()
+    differs = {"current": f"job {job_id}: job_metric_summary is not what its metric rows sum up to"}
+    sql(archive, "UPDATE job_metric_summary SET best_valid_loss = -1 WHERE job_id = :j", j=job_id)
+    assert failures(archive) == differs
+    sql(archive, "DELETE FROM job_metric_summary WHERE job_id = :j", j=job_id)
+    assert failures(archive) == differs
+
+
+def test_a_metric_summary_forged_for_a_job_without_details_is_caught(
+    archived: tuple[Archive, Path], fake: FakeApi, base_url: str
+) -> None:
+    archive, log = archived
+    running = {**make_jobs(1, seed=99)[0], "id": "ftjob-running", "status": "running", "finished_at": None}
+    fake.jobs.insert(0, running)
+    archive.sync(Portkey(api_key=API_KEY, virtual_key=VIRTUAL_KEY, base_url=base_url), checkpoint_log=log)
+    sql(archive, "INSERT INTO job_metric_summary (job_id, steps, final_step) VALUES ('ftjob-running', 1, 1)")
+    alone = "job ftjob-running: job_metric_summary holds a job without a details record"
+    assert failures(archive) == {"current": alone}
+
+
 def test_deleting_a_history_row_is_caught_as_a_gap_and_a_broken_link(archived: tuple[Archive, Path]) -> None:
     archive, log = archived
     older, _ = newest_and_older(archive)

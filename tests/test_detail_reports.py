@@ -1,13 +1,16 @@
 """The details' reports (training_curve, final_metrics, model_comparison) and Archive.metrics."""
 
 import base64
+import importlib.util
+import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from archiver import Archive, reports
+from archiver import Archive, db, reports
+from archiver.detail_store import summary
 from archiver.details import DetailOptions
 from archiver.fake_details import add_details
 from archiver.sync import sync
@@ -94,6 +97,63 @@ def test_final_metrics_gives_final_train_loss_and_best_validation_loss_per_job(a
         ),
     ]
     assert run(archived, "final_metrics", since="2026-09-21T13:00") == run(archived, "final_metrics")[:2]
+
+
+def pivoted(conn: sa.Connection) -> list[tuple[Any, ...]]:
+    """Each job's summary as migration 0010's job_final_metrics computed it: from every metric row."""
+    path = db.resource_path("migrations") / "versions" / "0010_details.py"
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    body = module.FINAL_METRICS.split(" AS\n", 1)[1]
+    columns = "job_id, steps, final_step, final_train_loss, final_train_accuracy"
+    columns += ", best_valid_loss, best_valid_step, final_valid_loss"
+    return sorted(tuple(r) for r in conn.execute(sa.text(f"SELECT {columns} FROM ({body}) o")))
+
+
+def summaries(conn: sa.Connection) -> list[tuple[Any, ...]]:
+    return sorted(tuple(r) for r in conn.execute(sa.text("SELECT * FROM job_metric_summary")))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_job_metric_summary_is_what_pivoting_every_metric_row_gave(archived: sa.Engine, seed: int) -> None:
+    """What a details write keeps, and detail_store.summary over random rows (two result files,
+    ties, steps without validation, metrics it does not read), equal 0010's view of every row."""
+    with archived.begin() as conn:
+        assert summaries(conn) == pivoted(conn) and len(summaries(conn)) == 3
+        rng = random.Random(seed)
+        names = ["train_loss", "train_accuracy", "train_mean_token_accuracy", "valid_loss", "full_valid_loss"]
+        held = {
+            (job_id, file_id, step, metric): rng.choice([0.5, 1.0, 1.5, rng.random()])
+            for job_id in ("ftjob-a", "ftjob-b")
+            for file_id in ("file-1", "file-2")[: rng.randint(1, 2)]
+            for step in rng.sample(range(1, 40), rng.randint(1, 20))
+            for metric in rng.sample(names, rng.randint(1, len(names)))
+        }
+        conn.execute(sa.text("DELETE FROM job_metrics"))
+        columns = ("job_id", "file_id", "step", "metric", "value")
+        conn.execute(
+            sa.text("INSERT INTO job_metrics VALUES (:job_id, :file_id, :step, :metric, :value)"),
+            [dict(zip(columns, (*key, value), strict=True)) for key, value in held.items()],
+        )
+        expected = pivoted(conn)
+    computed = [
+        summary(job_id, [(k[2], k[3], v) for k, v in held.items() if k[0] == job_id])
+        for job_id in ("ftjob-a", "ftjob-b")
+    ]
+    assert sorted(tuple(s.values()) for s in computed if s) == expected
+
+
+def test_0015_fills_job_metric_summary_as_the_details_writes_keep_it(archived: sa.Engine) -> None:
+    with archived.connect() as conn:
+        written = summaries(conn)
+    db.downgrade(archived, "0014")
+    with archived.connect() as conn:
+        assert not sa.inspect(conn).has_table("job_metric_summary")
+    db.upgrade(archived)
+    with archived.connect() as conn:
+        assert summaries(conn) == written and len(written) == 3
 
 
 def test_model_comparison_ranks_the_runs_of_one_base_model_by_best_validation_loss(
