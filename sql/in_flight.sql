@@ -1,5 +1,6 @@
--- Jobs not yet in a final status, how long since they were created, and since when the
--- archive has seen them in their current status (since they last changed to it).
+-- Jobs not yet in a final status (status_class: every provider's names for it), how long since
+-- they were created, and since when the archive has seen them in their current status (since
+-- they last changed to it).
 -- Parameters:
 --   now time default now: the time ages are measured from
 --   route text default *: only the jobs this route lists (*: every job)
@@ -11,8 +12,7 @@ WITH seen AS (
            lag(h.id) OVER w AS prev_id,
            lag(h.status) OVER w AS prev_status
     FROM job_history_fields h
-    WHERE h.job_id IN (SELECT id FROM jobs
-                       WHERE status IS NULL OR status NOT IN ('succeeded', 'failed', 'cancelled'))
+    WHERE h.job_id IN (SELECT id FROM jobs WHERE status_class IN ('queued', 'running', 'unknown'))
     WINDOW w AS (PARTITION BY h.job_id ORDER BY h.id)
 ),
 stretches AS (
@@ -36,6 +36,6 @@ FROM job_summary s
 LEFT JOIN stretches st
        ON st.job_id = s.id AND st.newest_first = 1
       AND (st.status = s.status OR (st.status IS NULL AND s.status IS NULL))
-WHERE (s.status IS NULL OR s.status NOT IN ('succeeded', 'failed', 'cancelled'))
+WHERE s.status_class IN ('queued', 'running', 'unknown')
   AND (:route = '*' OR s.id IN (SELECT job_id FROM job_routes WHERE route = :route))
 ORDER BY s.created_at, s.id

@@ -679,3 +679,16 @@ def test_durations_and_hyperparameters_equal_a_count_in_python_of_the_jobs_in_th
     ]
     assert sorted(durations, key=repr) == sorted(expected, key=repr)
     assert sorted(hyperparameters, key=repr) == sorted([(*k, n) for k, n in used.items()], key=repr)
+
+
+def test_in_flight_leaves_out_jobs_final_in_a_providers_own_words(engine: sa.Engine) -> None:
+    served = [
+        job("p1", 3, "Completed"),  # Bedrock
+        job("p2", 2, "JOB_STATE_RUNNING"),  # Vertex AI
+        job("p3", 1, "canceled"),  # Azure's spelling
+        job("p4", 0, "something new"),  # a status no provider is known to send: it may still move
+    ]
+    sync(api_for(FakeApi(served)), engine)
+    with engine.connect() as conn:
+        _, rows = reports.run_report(conn, "in_flight", ALL)
+    assert [(r[0], r[1]) for r in rows] == [("ftjob-p4", "something new"), ("ftjob-p2", "JOB_STATE_RUNNING")]
