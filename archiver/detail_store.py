@@ -217,7 +217,8 @@ def stored_summary_differs(conn: Connection, job_id: str) -> bool:
     m = job_metrics.c
     held = conn.execute(select(m.step, m.metric, m.value).where(m.job_id == job_id))
     stored = conn.execute(select(job_metric_summary).where(job_metric_summary.c.job_id == job_id)).mappings()
-    return [dict(r) for r in stored] != [s for s in [summary(job_id, held)] if s]
+    expected = summary(job_id, held)
+    return [dict(r) for r in stored] != ([expected] if expected else [])
 
 
 def parse_results(conn: Connection, job_id: str) -> tuple[list[JSONObj], list[JSONObj]]:
