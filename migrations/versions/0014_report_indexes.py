@@ -6,6 +6,10 @@ ix_jobs_hyperparameters (0013) started with created_at, for the reports' time ra
 now read the whole of the new index instead (`+created_at` in their SQL), which is cheaper than
 sorting the range, so it goes.
 
+SQLAlchemy cannot reflect an index on an expression on SQLite: a later migration that rebuilds
+`jobs` in batch mode (`op.batch_alter_table`) would drop ix_jobs_durations without a word, and
+must create it again.
+
 Revision ID: 0014
 Revises: 0013
 Create Date: 2026-12-09
