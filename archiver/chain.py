@@ -27,22 +27,17 @@ from sqlalchemy import Connection, bindparam, cast, select, update
 from sqlalchemy.types import Text
 
 from archiver.canonical import canonical_json, flat_canonical_json
-from archiver.errors import DatabaseError
-from archiver.models import (
-    chain_head,
-    detail_history,
+from archiver.detail_models import (
     file_contents,
     files,
     job_checkpoints,
     job_details,
     job_events,
-    job_history,
     job_metrics,
-    jobs,
     rejected_details,
-    result_files,
-    sync_runs,
 )
+from archiver.errors import DatabaseError
+from archiver.models import chain_head, detail_history, job_history, jobs, result_files, sync_runs
 
 JSONObj = dict[str, Any]
 GENESIS = "0" * 64

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, delete, insert, select
 
 from archiver import chain, normalize, results
-from archiver.models import (
+from archiver.detail_models import (
     DETAIL_TABLES,
     file_contents,
     files,
@@ -19,8 +19,8 @@ from archiver.models import (
     job_metric_summary,
     job_metrics,
     rejected_details,
-    result_files,
 )
+from archiver.models import result_files
 from archiver.store import JSONObj, chunks
 
 RETRY_BASE = 900.0  # a failed job's details are tried again 15 min later, then 30 min, ... up to a day

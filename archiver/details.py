@@ -28,9 +28,10 @@ from sqlalchemy import Connection, Engine, and_, func, inspect, or_, select
 from archiver import detail_api as http
 from archiver import detail_store as ds
 from archiver.client import Api
+from archiver.detail_models import job_details
 from archiver.detail_store import Fetched
 from archiver.errors import ApiError, ArchiverError, TryLater
-from archiver.models import job_details, job_routes, jobs, result_files
+from archiver.models import job_routes, jobs, result_files
 from archiver.store import chunks
 
 log = logging.getLogger(__name__)

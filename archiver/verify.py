@@ -31,9 +31,10 @@ from sqlalchemy import Connection, Engine, Table, func, inspect, select, true
 from sqlalchemy.exc import DBAPIError
 
 from archiver import chain, checkpoints, db, detail_store, reports
+from archiver.detail_models import job_details as details_state
+from archiver.detail_models import job_metric_summary
 from archiver.errors import ArchiverError
-from archiver.models import detail_history, job_history, job_metric_summary, sync_runs, verify_runs
-from archiver.models import job_details as details_state
+from archiver.models import detail_history, job_history, sync_runs, verify_runs
 from archiver.verify_jobs import check_jobs, parse, short
 
 log = logging.getLogger(__name__)

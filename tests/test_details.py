@@ -4,9 +4,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from archiver.detail_models import job_details
 from archiver.details import DetailOptions
 from archiver.fake_details import add_details
-from archiver.models import job_details
 from archiver.sync import sync
 from tests.conftest import assert_archive_equals
 from tests.details_oracle import assert_details_equal, final_jobs, read_details

@@ -13,12 +13,12 @@ import sqlalchemy as sa
 
 from archiver import details
 from archiver.client import Settings, make_api
+from archiver.detail_models import job_details
 from archiver.detail_store import RETRY_BASE
 from archiver.details import DetailOptions, DetailsResult
 from archiver.errors import Interrupted
 from archiver.fake import error_reply
 from archiver.fake_details import add_details
-from archiver.models import job_details
 from archiver.sync import sync
 from tests.conftest import cli_env, run_cli
 from tests.details_oracle import assert_details_equal, final_jobs, read_details

@@ -27,22 +27,18 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
 
 from archiver.canonical import canonical_json
-from archiver.details import DetailOptions
-from archiver.errors import ApiError
-from archiver.fake_details import add_details
-from archiver.models import (
-    CHILD_TABLES,
+from archiver.detail_models import (
     DETAIL_TABLES,
     file_contents,
     files,
     job_checkpoints,
     job_details,
     job_events,
-    job_history,
-    jobs,
-    sync_gaps,
-    sync_runs,
 )
+from archiver.details import DetailOptions
+from archiver.errors import ApiError
+from archiver.fake_details import add_details
+from archiver.models import CHILD_TABLES, job_history, jobs, sync_gaps, sync_runs
 from archiver.sync import sync
 from tests.conftest import expected_archive, read_archive
 from tests.details_oracle import FINAL, final_jobs
