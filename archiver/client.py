@@ -211,9 +211,9 @@ def retrying(api: Api, path: str, attempt_once: Callable[[], T], cancel: threadi
             delay = e.delay if e.delay is not None else backoff(s, attempt)
             if s.max_time is not None and api.clock() - api.started + delay > s.max_time:
                 raise OutOfTime(f"{e}; out of time (--max-time {s.max_time:g}s)") from None
-            log.warning("%s; retrying in %.2fs (attempt %d of %d)", e, delay, attempt + 2, s.max_retries + 1)
-            if e.status == 429:
+            if e.status == 429:  # before the log line, which lets the other threads run meanwhile
                 api.hold_until = waited = max(api.hold_until, api.clock() + delay)
+            log.warning("%s; retrying in %.2fs (attempt %d of %d)", e, delay, attempt + 2, s.max_retries + 1)
             (api.sleep or stop.wait)(delay)
     raise AssertionError("unreachable")
 
