@@ -1,4 +1,8 @@
-"""Real `archiver sync` processes: kill -9 at random moments, overlapping runs, signals."""
+"""Real `archiver sync` processes: kill -9 at random moments, overlapping runs, signals.
+
+The walk is what these cut off, so most runs leave the details out (`LIST_ONLY`): fetching them
+would double each test's time. The random interrupts keep them, so that a signal lands in that
+phase too; tests/test_details_faults.py cuts the details off at every job."""
 
 import random
 import re
@@ -16,6 +20,7 @@ from tests.conftest import assert_archive_equals, cli_env, expected_archive, rea
 from tests.fake_api import FakeApi, make_jobs
 
 LIMIT = 50
+LIST_ONLY = {"ARCHIVER_DETAILS": "0"}
 BUSY = r"archiver: error: another sync is running \(pid \d+, since \d\d:\d\d:\d\d\)\n"
 
 
@@ -58,7 +63,7 @@ def assert_whole_pages(engine: sa.Engine, served: list[dict]) -> int:
 def test_kill_9_at_random_moments_never_tears_a_page(db_url: str, fake: FakeApi, base_url: str) -> None:
     fake.jobs = make_jobs(1500, seed=30)
     fake.delay = 0.02
-    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url, **LIST_ONLY)
     engine = db.make_engine(db.parse_url(db_url))
     rng = random.Random(30)
     progress = []
@@ -85,7 +90,7 @@ def test_kill_9_at_random_moments_never_tears_a_page(db_url: str, fake: FakeApi,
 
 def test_three_syncs_at_once_one_works_the_others_exit_75(db_url: str, fake: FakeApi, base_url: str) -> None:
     fake.jobs = make_jobs(1000, seed=31)
-    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url, **LIST_ONLY)
     warm = subprocess.run([sys.executable, "-m", "archiver", "db", "upgrade"], env=env, capture_output=True)
     assert warm.returncode == 0
     fake.delay = 0.1  # the winner needs 2 s or more for its 20 pages
@@ -119,7 +124,7 @@ def test_a_signal_rolls_back_the_page_and_records_the_run(
     db_url: str, fake: FakeApi, base_url: str, signum: int, code: int
 ) -> None:
     fake.jobs = make_jobs(1000, seed=32)
-    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url, **LIST_ONLY)
     fake.delay = 0.05
     proc = start(env)
     deadline = time.monotonic() + 60
@@ -180,7 +185,7 @@ def test_an_interrupt_while_a_slow_page_is_in_flight_does_not_wait_for_it(
     """A page takes 10 s; SIGINT arrives while one is in flight: the run is recorded and the
     process gone long before the page would have come (it waits at most half a second for it)."""
     fake.jobs = make_jobs(500, seed=17)
-    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url, **LIST_ONLY)
     assert sync_until_done(env).returncode == 0  # the schema exists: the run starts at once
     fake.jobs[:0] = make_jobs(1, seed=18)
     fake.delay = 10.0
