@@ -27,11 +27,12 @@ from sqlalchemy import Connection, Engine, and_, func, inspect, or_, select
 
 from archiver import detail_api as http
 from archiver import detail_store as ds
+from archiver import ledger
 from archiver.client import Api
 from archiver.detail_models import job_details
 from archiver.detail_store import Fetched
 from archiver.errors import ApiError, ArchiverError, TryLater
-from archiver.models import job_routes, jobs, result_files
+from archiver.models import jobs, result_files
 from archiver.store import chunks
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def is_due(now: float, route: str | None = None) -> Any:
     due = and_(jobs.c.status_class.in_(FINAL), jobs.c.vanished_at.is_(None), never_or_due)
     if route is None:
         return due
-    return and_(due, jobs.c.id.in_(select(job_routes.c.job_id).where(job_routes.c.route == route)))
+    return and_(due, ledger.on_route(route))
 
 
 def count_due(conn: Connection, now: float, route: str | None = None) -> int:

@@ -74,6 +74,24 @@ def test_the_next_run_deletes_what_a_killed_run_noted(engine: sa.Engine) -> None
     assert vanished(engine) == []
 
 
+def test_forgetting_a_run_in_chunks_deletes_all_it_noted_and_nothing_of_another_run(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite forget deletes a chunk at a time (FORGET_CHUNK rows, here 7): every row of the
+    run goes, however many chunks it takes, and another run's rows stay; then forget() empties all."""
+    monkeypatch.setattr(listings, "FORGET_CHUNK", 7)
+    with engine.begin() as conn:
+        one, two = (ledger.start_run(conn, "full", "http://fake.test/v1", time.time()) for _ in range(2))
+        listings.note(conn, one, listings.HEAD, [f"ftjob-{i:03}" for i in range(50)])
+        listings.note(conn, two, 0, [f"ftjob-{i:03}" for i in range(3)])
+        listings.forget(conn, one)
+    assert noted(engine) == [(two, f"ftjob-{i:03}", 0) for i in range(3)]
+    with engine.begin() as conn:
+        listings.note(conn, one, 1, [f"ftjob-{i:03}" for i in range(30)])
+        listings.forget(conn)
+    assert noted(engine) == []
+
+
 @pytest.mark.parametrize("parallel", [1, 4])
 def test_a_full_walk_cut_off_forgets_what_it_listed_and_marks_nothing_vanished(
     engine: sa.Engine, parallel: int
