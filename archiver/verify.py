@@ -17,7 +17,6 @@ Checked, each kind of failure reported once (its first case) with how many there
 Streams every table in id order: memory stays flat whatever the archive's size.
 """
 
-import gc
 import heapq
 import json
 import logging
@@ -27,15 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, func, inspect, select, true
+from sqlalchemy import URL, Connection, Engine, Table, func, inspect, select, true
 from sqlalchemy.exc import DBAPIError
 
-from archiver import chain, checkpoints, db, detail_store, reports
+from archiver import chain, checkpoints, db, detail_store, reports, verify_split
 from archiver.detail_models import job_details as details_state
 from archiver.detail_models import job_metric_summary
 from archiver.errors import ArchiverError
 from archiver.models import detail_history, job_history, sync_runs, verify_runs
 from archiver.verify_jobs import check_jobs, parse, short
+from archiver.verify_split import fast_reads
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,13 @@ class Verdict:
         self.counts[kind] = self.counts.get(kind, 0) + 1
         self.first.setdefault(kind, message)
 
+    def merge(self, other: "Verdict") -> None:
+        """Add the failures of a check made elsewhere (its firsts win: it ran first)."""
+        self.jobs += other.jobs
+        for kind, n in other.counts.items():
+            self.counts[kind] = self.counts.get(kind, 0) + n
+        self.first.update(other.first)
+
     def as_dict(self) -> JSONObj:
         return {
             "intact": self.intact,
@@ -102,7 +109,7 @@ def check_archive(
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
             db.ensure_archive(conn)
-            verdict = verify(conn, log, public_key, progress)
+            verdict = verify(conn, log, public_key, progress, write.url)
     try:
         with write.begin() as conn:
             record(conn, verdict)
@@ -116,48 +123,11 @@ def verify(
     checkpoint_log: Path | None = None,
     public_key: Path | None = None,
     progress: Callable[[Verdict], None] | None = None,
+    url: URL | None = None,
 ) -> Verdict:
-    """Check the whole archive (see the module docstring).
-
-    On SQLite the file is read memory-mapped (each job's newest history row is a random read: a
-    system call each otherwise, 10 % of the time at 1,000,000 jobs), and text is decoded as
-    sqlite3 does by default (in C), not by the archive's tolerant text_factory (db.py), a third
-    of the time of reading the jobs. archiver writes only UTF-8, so a value that is not (written
-    by something else) raises; the check then starts over with the tolerant reading, where that
-    value no longer matches what vouches for it."""
-    driver = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
-    if driver is None:
-        return check(conn, checkpoint_log, public_key, progress)
-    tolerant, driver.text_factory = driver.text_factory, str
-    driver.execute(f"PRAGMA mmap_size = {2**40}")
-    try:
-        return check(conn, checkpoint_log, public_key, progress)
-    except DBAPIError as e:
-        if "decode" not in str(e.orig):
-            raise
-        log.info("a value is not UTF-8 text: checking again, reading it with U+FFFD for its bytes")
-    finally:
-        driver.text_factory = tolerant
-        driver.execute("PRAGMA mmap_size = 0")
-    return check(conn, checkpoint_log, public_key, progress)
-
-
-def check(
-    conn: Connection,
-    checkpoint_log: Path | None,
-    public_key: Path | None,
-    progress: Callable[[Verdict], None] | None,
-) -> Verdict:
-    """The check, without the cyclic garbage collector: it reads millions of rows as tuples
-    (none in a cycle, all freed as they go), and the collector's passes over them were 11 % of
-    its time at 1,000,000 jobs."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return check_all(conn, checkpoint_log, public_key, progress)
-    finally:
-        if enabled:
-            gc.enable()
+    """Check the whole archive (see the module docstring). With the archive's `url`, a large
+    archive's current rows are checked in a second process meanwhile (archiver/verify_split.py)."""
+    return fast_reads(conn, lambda: check_all(conn, checkpoint_log, public_key, progress, url))
 
 
 def check_all(
@@ -165,6 +135,7 @@ def check_all(
     checkpoint_log: Path | None,
     public_key: Path | None,
     progress: Callable[[Verdict], None] | None,
+    url: URL | None,
 ) -> Verdict:
     v = Verdict(signed=public_key is not None)
     if chain.head(conn) is None:
@@ -172,8 +143,27 @@ def check_all(
         return v
     marks = checkpoints.read(checkpoint_log, public_key, v.fail) if checkpoint_log else []
     v.checkpoints = len(marks)
-    wanted = {m.seq: m for m in marks}
     started = time.monotonic()
+    helper = verify_split.start(conn, url) if url is not None else None
+    try:
+        check_links(conn, v, {m.seq: m for m in marks}, progress)
+        current = verify_split.finish(helper) if helper else None
+    finally:
+        if helper and helper.process.is_alive():  # the check raised: end the second process too
+            helper.process.terminate()
+    if current is None:
+        check_jobs(conn, v)
+    else:
+        v.merge(current)
+    check_details(conn, v)
+    log.info("verified %d links in %.1f s", v.rows, time.monotonic() - started)
+    return v
+
+
+def check_links(
+    conn: Connection, v: Verdict, wanted: dict[int, Any], progress: Callable[[Verdict], None] | None
+) -> None:
+    """The chain, the checkpoints against it, its head, and the rows outside it."""
     for seq, table, record, digest, keys, row in links(conn):
         check_link(v, seq, table, record, digest, keys, row)
         mark = wanted.get(seq)
@@ -196,10 +186,6 @@ def check_all(
         )
     check_head(conn, v)
     check_unchained(conn, v)
-    check_jobs(conn, v)
-    check_details(conn, v)
-    log.info("verified %d links in %.1f s", v.rows, time.monotonic() - started)
-    return v
 
 
 def links(conn: Connection) -> Iterator[tuple[int, str, str, str, list[str], Sequence[Any]]]:
