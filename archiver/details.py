@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, and_, func, inspect, or_, select
 
 from archiver import detail_api as http
 from archiver import detail_store as ds
-from archiver import ledger
+from archiver import interrupts, ledger
 from archiver.client import Api
 from archiver.detail_models import job_details
 from archiver.detail_store import Fetched
@@ -38,6 +38,7 @@ from archiver.store import chunks
 log = logging.getLogger(__name__)
 
 FINAL = ("succeeded", "failed", "cancelled")
+WAIT_STEP = 0.1  # seconds: how soon a signal is acted on while the threads fetch
 MAX_BYTES = 50_000_000  # the largest result file kept, by default
 CONCURRENCY = 4
 
@@ -225,7 +226,7 @@ def archive_details(
     before = api.requests
     try:
         for f, attempts in stream:
-            with engine.begin() as conn:
+            with interrupts.deferred(), engine.begin() as conn:
                 result.rejected += ds.save_job(conn, f, run_id, attempts, options.max_bytes, time.time())
             result.requests = api.requests - before
             if f.error is None:
@@ -247,7 +248,11 @@ def fetched(
 ) -> Generator[tuple[Fetched, int], None, None]:
     """Each job's details as a thread has fetched them, at most `concurrency` jobs in flight and as
     many ready ahead. Closing (or a signal in the consumer) stops the threads before their next
-    request; what they were fetching is dropped."""
+    request; what they were fetching is dropped.
+
+    A signal is acted on between the executor's calls, never inside one (interrupts.deferred):
+    raised inside `wait()`, it could leave a future's lock held, and the thread finishing that
+    future, then `shutdown`, would wait for it for ever. So `wait()` returns every WAIT_STEP."""
     pool = ThreadPoolExecutor(options.concurrency, thread_name_prefix="details")
     queue = iter(due)
     running: dict[Future[Fetched], Due] = {}
@@ -259,30 +264,39 @@ def fetched(
                 return
 
     try:
-        submit()
+        with interrupts.deferred():
+            submit()
         while running:
-            ready, _ = wait(running, return_when=FIRST_COMPLETED)
+            ready: set[Future[Fetched]] = set()
+            while not ready:
+                with interrupts.deferred():
+                    ready, _ = wait(running, timeout=WAIT_STEP, return_when=FIRST_COMPLETED)
             for future in ready:
                 job = running.pop(future)
-                try:
-                    yield future.result(), job.attempts
-                except Deferred as e:
-                    result.stopped = str(e)
-                    log.warning("stopped fetching details this run: %s", e)
-                    yield e.fetched, job.attempts
+                with interrupts.deferred():
+                    try:
+                        got, stop = future.result(), None
+                    except Deferred as e:
+                        got, stop = e.fetched, e
+                if stop is not None:
+                    result.stopped = str(stop)
+                    log.warning("stopped fetching details this run: %s", stop)
                     queue = iter(())
-            submit()
+                yield got, job.attempts
+            with interrupts.deferred():
+                submit()
     finally:
         if running:  # cut off: the threads send nothing more
             api.stopping.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+        with interrupts.deferred():
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def mark_unsupported(engine: Engine, due: list[Due], run_id: int, now: float, result: DetailsResult) -> None:
     """Jobs of routes that cannot give details: recorded once with why, never asked again."""
     if not due:
         return
-    with engine.begin() as conn:
+    with interrupts.deferred(), engine.begin() as conn:
         for job in due:
             row = {"job_id": job.job_id, "state": "unsupported", "attempts": 0, "next_try_at": None}
             row |= {"error": UNSUPPORTED[job.provider or ""], "fetched_at": now, "sync_run_id": run_id}

@@ -154,7 +154,7 @@ def test_interrupts_at_random_moments_are_recorded_with_the_counters_of_what_was
     run ends `interrupted` at once, never `running`, and the runs' counters add up to the archive."""
     rng = random.Random(16)
     fake.jobs = make_jobs(3000, seed=16)
-    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url, PYTHONFAULTHANDLER="1")
     fake.delay = 0.01
     for _ in range(16):
         served = fake.pages_served
@@ -166,6 +166,9 @@ def test_interrupts_at_random_moments_are_recorded_with_the_counters_of_what_was
         proc.send_signal(signal.SIGINT)
         try:
             _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's stack on stderr
+            pytest.fail(f"still running 10 s after SIGINT:\n{proc.communicate()[1][-6000:]}")
         finally:
             proc.kill()
         assert proc.returncode in (0, 130), err
