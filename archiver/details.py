@@ -286,9 +286,9 @@ def fetched(
             with interrupts.deferred():
                 submit()
     finally:
-        if running:  # cut off: the threads send nothing more
-            api.stopping.set()
         with interrupts.deferred():
+            if running:  # cut off: the threads send nothing more
+                api.stopping.set()
             pool.shutdown(wait=True, cancel_futures=True)
 
 

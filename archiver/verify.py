@@ -148,9 +148,10 @@ def check_all(
     try:
         check_links(conn, v, {m.seq: m for m in marks}, progress)
         current = verify_split.finish(helper) if helper else None
-    finally:
-        if helper and helper.process.is_alive():  # the check raised: end the second process too
-            helper.process.terminate()
+    except BaseException:
+        if helper:  # the check failed or was interrupted: end the second process too
+            verify_split.stop(helper)
+        raise
     if current is None:
         check_jobs(conn, v)
     else:
