@@ -118,19 +118,13 @@ def start(conn: Connection, url: URL) -> Helper | None:
 
 def finish(helper: Helper) -> "Verdict | None":
     """The second process's verdict on the current rows, or None when the first must check them
-    itself: the process failed, or read another snapshot than the first's. Interrupted while
-    waiting (Ctrl-C), it kills the second process before it goes on."""
+    itself: the process failed, or read another snapshot than the first's."""
     from archiver.verify import Verdict
 
     process = helper.process
     assert process.stdout is not None
-    try:
-        with process.stdout:
-            out = process.stdout.read()
-    except BaseException:
-        process.kill()
-        process.wait()
-        raise
+    with process.stdout:  # interrupted here, the caller stops it (verify.check_all)
+        out = process.stdout.read()
     process.wait()
     try:
         answer = json.loads(out)
@@ -157,8 +151,6 @@ def stop(helper: Helper) -> None:
 def check_current(url: URL, snapshot: str | None) -> JSONObj:
     """In the second process: check_jobs in the first's snapshot (PostgreSQL) or a snapshot of
     its own (SQLite), with that snapshot's chain head."""
-    from archiver.verify import Verdict
-
     engine = db.make_engine(url, read_only=True)
     with engine.connect() as conn:
         if snapshot is not None:
@@ -167,10 +159,18 @@ def check_current(url: URL, snapshot: str | None) -> JSONObj:
             if snapshot is not None:
                 conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
             head = chain.head(conn)
-            verdict = Verdict()
-            fast_reads(conn, lambda: check_jobs(conn, verdict))
+            verdict = fast_reads(conn, lambda: current_rows(conn))
     engine.dispose()
     return {"head": list(head or ()), "jobs": verdict.jobs, "first": verdict.first, "counts": verdict.counts}
+
+
+def current_rows(conn: Connection) -> "Verdict":
+    """A new verdict each time: fast_reads checks again from the start after a value not UTF-8."""
+    from archiver.verify import Verdict
+
+    verdict = Verdict()
+    check_jobs(conn, verdict)
+    return verdict
 
 
 def die_with(parent: int) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.audit_cost import sync_argv  # noqa: E402
 from benchmarks.history import ScaledApi  # noqa: E402
 from benchmarks.run import LIMIT  # noqa: E402
 from tests.fake_api import AUTH_HEADERS, serve  # noqa: E402
@@ -30,9 +31,8 @@ def main(n: int, db: str, *extra: str) -> None:
             "PORTKEY_API_KEY": AUTH_HEADERS["x-portkey-api-key"],
             "PORTKEY_VIRTUAL_KEY": AUTH_HEADERS["x-portkey-virtual-key"],
         }
-        sync = [sys.executable, "-m", "archiver", "sync", f"--page-size={LIMIT}", "--no-details", "-q"]
         time = ["/usr/bin/time", "-f", "%e wall s, %U user s, %S sys s, %M KB peak RSS"]
-        subprocess.run([*time, *sync, *extra, "--db", db], env=env, check=True)
+        subprocess.run([*time, *sync_argv(db), "-q", *extra], env=env, check=True)
 
 
 if __name__ == "__main__":

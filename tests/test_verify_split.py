@@ -23,6 +23,7 @@ KINDS = {  # what verify finds on one process
     "typed_column_edited": ["current"],
     "error_row_forged": ["current"],
     "newest_history_json_edited": ["record", "current"],
+    "a_value_not_utf8": ["current"],
 }
 
 
@@ -39,12 +40,16 @@ def error_row_forged(archive: Archive) -> None:
     sql(archive, "INSERT INTO errors (job_id, code, message, param) VALUES (:j, 'x', 'forged', NULL)", j=job)
 
 
+def a_value_not_utf8(archive: Archive) -> None:  # SQLite: read again, tolerant (verify_split.fast_reads)
+    sql(archive, "UPDATE jobs SET model = CAST(X'6d6fff' AS TEXT) WHERE id = (SELECT max(id) FROM jobs)")
+
+
 def newest_history_json_edited(archive: Archive) -> None:
     _, newest = newest_and_older(archive)
     sql(archive, "UPDATE job_history SET raw = :raw WHERE id = :id", raw='{"id": "forged"}', id=newest)
 
 
-TAMPERS = [untouched, typed_column_edited, error_row_forged, newest_history_json_edited]
+TAMPERS = [untouched, typed_column_edited, error_row_forged, newest_history_json_edited, a_value_not_utf8]
 
 
 @pytest.mark.parametrize("tamper", TAMPERS)
