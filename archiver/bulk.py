@@ -16,12 +16,9 @@ JSONObj = dict[str, Any]
 KEEP_ON_UPDATE = ("id", "first_seen_at")  # the jobs upsert leaves these as they were
 
 
-class JSONText(str):
-    """A JSON column's value already serialized to its text: bound as it is."""
-
-
-def json_param(value: Any) -> str:
-    return value if type(value) is JSONText else to_json(value)
+def json_or_null(value: Any) -> str | None:
+    """For a JSON(none_as_null=True) column: None is SQL NULL, not the JSON text null."""
+    return None if value is None else to_json(value)
 
 
 def executemany(conn: Connection, table: Table, rows: list[JSONObj], upsert: bool = False) -> None:
@@ -40,9 +37,11 @@ def executemany(conn: Connection, table: Table, rows: list[JSONObj], upsert: boo
     sql, keys = (unnest_insert if postgres else compiled_insert)(
         conn.dialect, table.name, tuple(rows[0]), upsert
     )
-    json_columns = {c.name for c in table.c if isinstance(c.type, JSON)}
+    json_columns = {c.name: c.type.none_as_null for c in table.c if isinstance(c.type, JSON)}
     columns = [
-        [json_param(v) for v in map(itemgetter(k), rows)] if k in json_columns else map(itemgetter(k), rows)
+        list(map(json_or_null if json_columns[k] else to_json, map(itemgetter(k), rows)))
+        if k in json_columns
+        else map(itemgetter(k), rows)
         for k in keys
     ]
     if postgres:

@@ -7,9 +7,9 @@ once it has ended) and of detail_history (each time a job's details were archive
     record  the exact text that was hashed: RFC 8785 canonical JSON of
             {"table": ..., "seq": ..., "prev": <the previous link's hash>, <the row's fields>}
             where a job's JSON is in as "raw_sha256", the SHA-256 of the exact text stored in
-            job_history.raw, the job's rows as written with it as "typed_sha256"
-            (store.typed_digest; not in records written before it), and a job's details as
-            "details_sha256" (details_digest)
+            job_history.raw (in jobs.raw for the job's newest row: history_raw), the job's rows
+            as written with it as "typed_sha256" (store.typed_digest; not in records written
+            before it), and a job's details as "details_sha256" (details_digest)
     hash    SHA-256 of `record` (UTF-8), lower-case hex; the first link's prev is 64 zeros
 
 chain_head holds the archive's id and the newest link. It advances in the transaction that writes
@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, cast, select, update
+from sqlalchemy import Connection, bindparam, cast, func, select, update
 from sqlalchemy.types import Text
 
 from archiver.canonical import canonical_json, flat_canonical_json
@@ -153,6 +153,14 @@ def raw_text(column: Any) -> Any:
     return cast(column, Text)
 
 
+def history_raw() -> Any:
+    """A job_history row's JSON as the exact text stored: its own `raw`, or where that is NULL
+    (the job's newest row) its job's jobs.raw."""
+    j = jobs.alias("current")  # not correlated with a `jobs` the caller selects from
+    current = select(raw_text(j.c.raw)).where(j.c.id == job_history.c.job_id).scalar_subquery()
+    return func.coalesce(raw_text(job_history.c.raw), current)
+
+
 def head(conn: Connection) -> tuple[str, int, str] | None:
     """(archive id, seq, hash) of the newest link; None before migration 0011."""
     row = conn.execute(select(chain_head.c.archive_id, chain_head.c.seq, chain_head.c.hash)).one_or_none()
@@ -170,7 +178,7 @@ def rebuild(conn: Connection, batch: int = 1000) -> None:
         + [(run_id or 0, 1, at, job_id) for run_id, at, job_id in conn.execute(done)]
     )
     h = job_history.c
-    query = select(h.id, *(h[k] for k in HISTORY_FIELDS), raw_text(h.raw).label("raw"))
+    query = select(h.id, *(h[k] for k in HISTORY_FIELDS), history_raw().label("raw"))
     last = 0
     while rows := [
         dict(r._mapping) for r in conn.execute(query.where(h.id > last).order_by(h.id).limit(batch))

@@ -137,7 +137,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "observed_at": "When it was seen (Unix seconds)",
             "status": "The job's status then",
             "content_hash": "The job's content hash then",
-            "raw": "The job as sent then (JSON)",
+            "raw": "The job as sent then (JSON); empty in the job's newest row: see jobs.raw",
             "observed_via": "The route that sent it: list, or get (a single-job GET); empty before 0008",
             **CHAIN,
         },

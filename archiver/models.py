@@ -165,7 +165,9 @@ job_history = Table(
     Column("observed_at", Double, nullable=False),
     Column("status", Text),
     Column("content_hash", Text, nullable=False),
-    Column("raw", JSON, nullable=False),
+    # The job as received then; NULL in the job's newest row: its JSON is the job's jobs.raw (one
+    # copy; a row's raw is filled when a newer version replaces jobs.raw). chain.history_raw reads either.
+    Column("raw", JSON(none_as_null=True)),
     Column("observed_via", Text),  # list or get (a single-job GET); NULL: observed before 0008 recorded it
     *chain_columns(),
     Index(None, "job_id", "id"),

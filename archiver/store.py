@@ -1,5 +1,6 @@
 """Jobs as rows (pure mappings) and the per-page write: upsert, replace children, append history."""
 
+import json
 import logging
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -10,9 +11,9 @@ import orjson
 from sqlalchemy import Connection, Table, delete, insert, select, update
 
 from archiver import chain, normalize
-from archiver.bulk import JSONText, executemany, pipeline
+from archiver.bulk import executemany, pipeline
 from archiver.canonical import canonical_json as canonical_json  # walks.py takes it from here
-from archiver.db import to_json
+from archiver.db import JSONText, to_json
 from archiver.models import (
     CHILD_TABLES,
     errors,
@@ -86,7 +87,7 @@ def job_rows(job: JSONObj, canon: JSONObj) -> tuple[JSONObj, dict[Table, list[JS
     job_id = canon["id"]
     row = {k: canon[k] for k in JOB_COLUMNS}
     row["metadata"] = JSONText(to_json(row["metadata"]))  # the text stored: typed_digest takes it
-    row["raw"] = JSONText(to_json(job))  # serialized once: jobs.raw and job_history.raw bind this text
+    row["raw"] = JSONText(to_json(job))  # serialized once: stored in jobs.raw, hashed in job_history
     children: dict[Table, list[JSONObj]] = {t: [] for t in CHILD_TABLES}
     if canon["error"]:
         children[errors].append({"job_id": job_id, **canon["error"]})
@@ -221,6 +222,8 @@ def write_jobs(
     for chunk in chunks(updated):
         for table in CHILD_TABLES:
             conn.execute(delete(table).where(table.c.job_id.in_(chunk)))
+        if history:  # their newest history rows keep the JSON that jobs.raw is about to lose
+            conn.execute(keep_raw.where(job_history.c.job_id.in_(chunk)))
     versions = [
         {
             "job_id": row["id"],
@@ -234,6 +237,8 @@ def write_jobs(
         for row in (job_table if history else ())
     ]
     chain.history_links(conn, versions, digests)  # reads and advances the chain's head: not in the pipeline
+    for version in versions:
+        version["raw"] = None  # hashed, not stored twice: the newest version's JSON is jobs.raw
     with pipeline(conn):  # one round trip on PostgreSQL
         executemany(conn, jobs, job_table, upsert=True)
         for table in reversed(CHILD_TABLES):  # parents before children
@@ -241,24 +246,35 @@ def write_jobs(
         executemany(conn, job_history, versions)
 
 
+# A history row whose JSON is its job's jobs.raw (the newest) takes that JSON as its own.
+keep_raw = (
+    update(job_history)
+    .where(job_history.c.raw.is_(None))
+    .values(raw=select(jobs.c.raw).where(jobs.c.id == job_history.c.job_id).scalar_subquery())
+)
+
+
 def rederive_all(conn: Connection, batch: int = 1000) -> None:
     """Recompute every job's typed columns, children and content hash from `raw` with the current
     normalization (a migration calls this, and raises NORMALIZATION); job_history is left as it
     was observed. The hash is of the provider the job has (0005 set it to "unknown" for the jobs
-    archived before it)."""
+    archived before it). jobs.raw keeps its exact text: its newest history row's hash is of it."""
     notes = Notes()
     last = ""
+    text = chain.raw_text(jobs.c.raw)
     while True:
-        query = select(jobs.c.id, jobs.c.raw, jobs.c.provider, jobs.c.last_seen_at, jobs.c.last_sync_run_id)
+        query = select(jobs.c.id, text, jobs.c.provider, jobs.c.last_seen_at, jobs.c.last_sync_run_id)
         rows = conn.execute(query.where(jobs.c.id > last).order_by(jobs.c.id).limit(batch)).all()
         if not rows:
             break
         last = rows[-1].id
-        for r in rows:
-            provider = r.provider or "unknown"
-            page = [(r.raw, normalize.job(r.raw, notes, provider))]
-            hashes = {r.id: content_hash(r.raw, provider)}
-            write_jobs(conn, page, [r.id], hashes, r.last_sync_run_id, r.last_seen_at, None)
+        for job_id, held, provider, seen_at, run_id in rows:
+            job, provider = json.loads(held), provider or "unknown"
+            page = [(job, normalize.job(job, notes, provider))]
+            hashes = {job_id: content_hash(job, provider)}
+            write_jobs(conn, page, [job_id], hashes, run_id, seen_at, None)
+            if to_json(job) != held:
+                conn.execute(update(jobs).where(jobs.c.id == job_id).values(raw=JSONText(held)))
     notes.counts.clear()
 
 

@@ -196,7 +196,7 @@ def links(conn: Connection) -> Iterator[tuple[int, str, str, str, list[str], Seq
     for table, fields in STREAMS:
         columns = [table.c[k] for k in fields]
         if table is job_history:
-            columns.append(chain.raw_text(table.c.raw).label("raw"))
+            columns.append(chain.history_raw().label("raw"))
         query = select(table.c.seq, table.c.record, table.c.hash, *columns).where(table.c.seq.is_not(None))
         result = conn.execution_options(yield_per=5000).execute(query.order_by(table.c.id))
         streams.append(named(table.name, [c.key for c in columns], result))

@@ -36,7 +36,7 @@ def check_jobs(conn: Connection, v: "Verdict", batch: int = 2000) -> None:
     h = job_history.c
     n = job_history.alias("newer").c
     newest = select(func.max(n.id)).where(n.job_id == jobs.c.id).correlate(jobs).scalar_subquery()
-    same_raw = chain.raw_text(jobs.c.raw) == chain.raw_text(h.raw)
+    same_raw = h.raw.is_(None) | (chain.raw_text(jobs.c.raw) == chain.raw_text(h.raw))  # NULL: jobs.raw
     digest = record_digest(conn, h.record)
     query = (
         select(*(as_held(jobs.c[k]) for k in store.JOB_COLUMNS))

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from archiver import db, models
+from archiver import chain, db, models
 from tests.fake_api import AUTH_HEADERS, FakeApi, serve
 
 PG_URL = os.environ.get("ARCHIVER_TEST_POSTGRES_URL")
@@ -237,6 +237,10 @@ def read_archive(engine: sa.Engine) -> dict[str, list[tuple[Any, ...]]]:
             rows = conn.execute(sa.select(*(table.c[c] for c in cols)).order_by(*order))
             out[name] = [tuple(r) for r in rows]
     return out
+
+
+# Each job_history row's JSON as the text stored, wherever it is (its own raw, or its job's jobs.raw).
+HISTORY_JSON = chain.history_raw()
 
 
 def count_rows(engine: sa.Engine, table: str) -> int:

@@ -158,18 +158,90 @@ def test_a_value_that_is_not_utf8_text_is_caught_and_read_with_a_replacement_cha
     assert "model is 'mo\ufffd', its JSON says" in found["current"]
 
 
-def test_a_jobs_json_retyped_to_parse_equal_is_caught(archived: tuple[Archive, Path]) -> None:
-    archive, log = archived
+def retyped(archive: Archive) -> tuple[str, str, str]:
+    """A job whose JSON says n_epochs 3: its id, its JSON text, that text with 3.0 for 3."""
     with archive.engine().connect() as conn:
         job_id, raw = conn.execute(
             sa.select(jobs.c.id, chain.raw_text(jobs.c.raw)).where(jobs.c.n_epochs == "3").order_by(jobs.c.id)
         ).first()
     forged = raw.replace('"n_epochs":3', '"n_epochs":3.0', 1)
     assert forged != raw and json.loads(forged) == json.loads(raw)  # equal in Python, "3.0" normalized
+    return job_id, raw, forged
+
+
+def newest_seq(archive: Archive, job_id: str) -> int:
+    with archive.engine().connect() as conn:
+        query = sa.select(sa.func.max(job_history.c.seq)).where(job_history.c.job_id == job_id)
+        return conn.execute(query).scalar_one()
+
+
+def test_a_jobs_json_retyped_to_parse_equal_is_caught_at_its_newest_history_rows_seq(
+    archived: tuple[Archive, Path],
+) -> None:
+    archive, log = archived
+    job_id, _, forged = retyped(archive)
+    sql(archive, "UPDATE jobs SET raw = :raw WHERE id = :id", raw=forged, id=job_id)
+    found = failures(archive, log)
+    assert set(found) == {"record"}  # jobs.raw is the JSON its newest history row hashed
+    assert found["record"].startswith(f"seq {newest_seq(archive, job_id)} (job_history): raw_sha256 is ")
+
+
+def test_a_jobs_json_retyped_beside_its_history_rows_own_copy_is_caught_as_current(
+    archived: tuple[Archive, Path],
+) -> None:
+    archive, log = archived
+    job_id, raw, forged = retyped(archive)
+    sql(
+        archive,
+        "UPDATE job_history SET raw = :raw WHERE seq = :seq",
+        raw=raw,
+        seq=newest_seq(archive, job_id),
+    )
+    assert failures(archive, log) == {}  # the newest row holding its JSON itself is no tamper
     sql(archive, "UPDATE jobs SET raw = :raw WHERE id = :id", raw=forged, id=job_id)
     found = failures(archive, log)
     assert set(found) == {"current"}
     assert "n_epochs is '3', its JSON says '3.0'" in found["current"]
+
+
+def test_emptying_an_older_history_rows_json_is_caught_at_its_seq(archived: tuple[Archive, Path]) -> None:
+    archive, log = archived
+    older, _ = newest_and_older(archive)
+    sql(archive, "UPDATE job_history SET raw = NULL WHERE id = :id", id=older)
+    found = failures(archive, log)
+    assert set(found) == {"record"}  # its JSON is then read from jobs.raw: a later version
+    assert found["record"].startswith(f"seq {seq_of(archive, older)} (job_history): raw_sha256 is ")
+
+
+def test_a_sync_that_changes_a_job_moves_its_old_json_into_the_history(
+    archived: tuple[Archive, Path], fake: FakeApi, base_url: str
+) -> None:
+    archive, log = archived
+    job = fake.jobs[-1]  # the oldest (the history adds the same new jobs twice)
+    before = json.loads(history_json(archive, job["id"])[-1])
+    job["metadata"] = {"edited": "after archiving"}
+    route = Portkey(api_key=API_KEY, virtual_key=VIRTUAL_KEY, base_url=base_url)
+    assert archive.sync(route, checkpoint_log=log, full=True).updated == 1
+    with archive.engine().connect() as conn:
+        held = (
+            conn.execute(
+                sa.select(job_history.c.raw.is_not(None))
+                .where(job_history.c.job_id == job["id"])
+                .order_by(job_history.c.id)
+            )
+            .scalars()
+            .all()
+        )
+    versions = [json.loads(text) for text in history_json(archive, job["id"])]
+    assert held[-2:] == [True, False]  # the newest row's JSON is jobs.raw; the one before holds its own
+    assert versions[-2:] == [before, fake.served(job)]
+    assert failures(archive, log) == {}
+
+
+def history_json(archive: Archive, job_id: str) -> list[str]:
+    with archive.engine().connect() as conn:
+        query = sa.select(chain.history_raw()).where(job_history.c.job_id == job_id)
+        return conn.execute(query.order_by(job_history.c.id)).scalars().all()
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # PostgreSQL's bigint refuses it
@@ -308,9 +380,10 @@ def test_a_consistent_rewrite_is_caught_only_against_the_log_kept_elsewhere(
     archive, log = archived
     _, newest = newest_and_older(archive)
     with archive.engine().connect() as conn:
-        job_id, raw = conn.execute(
-            sa.select(job_history.c.job_id, job_history.c.raw).where(job_history.c.id == newest)
+        job_id, text = conn.execute(
+            sa.select(job_history.c.job_id, chain.history_raw()).where(job_history.c.id == newest)
         ).one()
+    raw = json.loads(text)
     raw["status"] = "cancelled"
     forged = json.dumps(raw)
     sql(

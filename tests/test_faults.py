@@ -11,7 +11,7 @@ from archiver.models import integrations as integrations_table
 from archiver.models import job_history, rejected_items, sync_runs
 from archiver.models import jobs as jobs_table
 from archiver.sync import sync
-from tests.conftest import assert_archive_equals, cli_env, count_rows, run_cli
+from tests.conftest import HISTORY_JSON, assert_archive_equals, cli_env, count_rows, run_cli
 from tests.fake_api import FakeApi, Reply, make_jobs, serve
 from tests.test_sync import api_for
 
@@ -190,7 +190,7 @@ def test_json_columns_keep_the_text_archiver_wrote_byte_for_byte(engine: sa.Engi
         settings = [db.to_json(i["settings"]) for i in canon["integrations"]]
         expected[job["id"]] = (db.to_json(job), db.to_json(canon["metadata"]), db.to_json(job), settings)
     as_text = sa.cast(jobs_table.c.raw, sa.Text), sa.cast(jobs_table.c.metadata, sa.Text)
-    history_raw = sa.cast(job_history.c.raw, sa.Text)
+    history_raw = HISTORY_JSON
     with engine.connect() as conn:
         stored = {
             job_id: (raw, metadata, history, [])

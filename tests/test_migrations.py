@@ -26,11 +26,23 @@ def revisions() -> list[str]:
 
 
 def rows(engine: sa.Engine) -> dict[str, list[dict[str, Any]]]:
+    """The kept tables' rows, each history row with its JSON (from 0016 on, a job's newest row
+    holds none: its job's raw is its JSON)."""
     with engine.connect() as conn:
-        return {
+        found = {
             name: [dict(r._mapping) for r in conn.exec_driver_sql(f"SELECT * FROM {name} ORDER BY {key}")]
             for name, key in KEPT.items()
         }
+    current = {job["id"]: job["raw"] for job in found["jobs"]}
+    for row in found["job_history"]:
+        row["raw"] = current[row["job_id"]] if row["raw"] is None else row["raw"]
+    return found
+
+
+def raw_held(engine: sa.Engine) -> dict[int, bool]:
+    """job_history.id -> whether the row holds its JSON itself."""
+    with engine.connect() as conn:
+        return dict(conn.exec_driver_sql("SELECT id, raw IS NOT NULL FROM job_history").all())  # type: ignore[arg-type]
 
 
 def same_columns(now: dict[str, list[dict[str, Any]]], then: dict[str, list[dict[str, Any]]]) -> Any:
@@ -54,6 +66,9 @@ def test_every_migration_down_and_up_keeps_the_rows_and_their_links(engine: sa.E
     assert {r["last_sync_run_id"] for r in at_head["jobs"]} == {1, 2}
     assert len(at_head["sync_runs"]) == 3
 
+    newest = {r["job_id"]: r["id"] for r in at_head["job_history"]}  # in id order: the last wins
+    assert raw_held(engine) == {r["id"]: r["id"] != newest[r["job_id"]] for r in at_head["job_history"]}
+
     revs = revisions()
     assert revs[-1] == db.head()
     schemas = {revs[-1]: schema(engine)}
@@ -61,6 +76,7 @@ def test_every_migration_down_and_up_keeps_the_rows_and_their_links(engine: sa.E
         db.downgrade(engine, revs[i - 1])
         now = rows(engine)
         assert now == same_columns(now, at_head), f"after downgrading to {revs[i - 1]}"
+        assert all(raw_held(engine).values()), f"every history row holds its JSON at {revs[i - 1]}"
         schemas[revs[i - 1]] = schema(engine)
     assert "run_listings" not in schemas["0012"] and "run_listings" in schemas["0013"]
     assert schemas["0012"]["jobs"] - schemas["0013"]["jobs"] == {"ix_jobs_created_at", "ix_jobs_status_class"}
@@ -83,6 +99,7 @@ def test_every_migration_down_and_up_keeps_the_rows_and_their_links(engine: sa.E
         assert now == same_columns(now, at_head), f"after upgrading to {rev}"
         assert schema(engine) == schemas[rev], f"the tables and indexes after upgrading to {rev}"
     assert unchained(rows(engine)) == at_head
+    assert raw_held(engine) == {r["id"]: r["id"] != newest[r["job_id"]] for r in at_head["job_history"]}
 
 
 def schema(engine: sa.Engine) -> dict[str, set[str]]:
@@ -335,7 +352,10 @@ def test_0008_rehashes_by_meaning_the_timeline_drops_phantom_rows_and_0007_gets_
     db.upgrade(engine)
     with engine.connect() as conn:
         raws = conn.execute(
-            sa.text("SELECT id, job_id, raw, observed_via FROM job_history ORDER BY id")
+            sa.text(
+                "SELECT id, job_id, COALESCE(raw, (SELECT j.raw FROM jobs j WHERE j.id = job_id)) AS raw,"
+                " observed_via FROM job_history ORDER BY id"
+            )
         ).all()
         jobs = conn.execute(sa.text("SELECT id, raw FROM jobs ORDER BY id")).all()
         timelines = {

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from archiver import db, ledger
 from archiver.models import job_history, jobs, rejected_items, sync_gaps, sync_runs
-from tests.conftest import cli_env, read_archive, run_cli
+from tests.conftest import HISTORY_JSON, cli_env, read_archive, run_cli
 from tests.fake_api import FakeApi, Reply, add_new_jobs, error_reply, finish_job, make_jobs, serve
 
 LIMIT = 20
@@ -125,7 +125,7 @@ def snapshot(url: str) -> tuple[dict[str, Any], int]:
         state = {
             **read_archive(engine),
             "history": conn.execute(
-                sa.select(h.job_id, h.status, h.content_hash, h.raw).order_by(h.job_id, h.id)
+                sa.select(h.job_id, h.status, h.content_hash, HISTORY_JSON).order_by(h.job_id, h.id)
             ).all(),
             "vanished": conn.execute(
                 sa.select(jobs.c.id).where(jobs.c.vanished_at.is_not(None)).order_by(jobs.c.id)

@@ -1,6 +1,7 @@
 """sync() against the fake through httpx.MockTransport, on SQLite and PostgreSQL."""
 
 import copy
+import json
 from typing import Any
 
 import httpx
@@ -11,7 +12,7 @@ from archiver.client import Settings, make_api
 from archiver.errors import ApiError
 from archiver.models import job_history, sync_runs
 from archiver.sync import sync
-from tests.conftest import assert_archive_equals, count_rows, read_archive
+from tests.conftest import HISTORY_JSON, assert_archive_equals, count_rows, read_archive
 from tests.fake_api import AUTH_HEADERS, FakeApi, make_jobs
 
 
@@ -111,11 +112,11 @@ def test_changed_job_is_updated_loses_stale_children_and_gains_one_history_row(e
     assert_archive_equals(engine, fake.jobs)
     with engine.connect() as conn:
         history = conn.execute(
-            sa.select(job_history.c.sync_run_id, job_history.c.status, job_history.c.raw)
+            sa.select(job_history.c.sync_run_id, job_history.c.status, HISTORY_JSON)
             .where(job_history.c.job_id == job["id"])
             .order_by(job_history.c.id)
         ).all()
-    assert [tuple(h) for h in history] == [(1, "running", job), (2, "failed", changed)]
+    assert [(*h[:2], json.loads(h[2])) for h in history] == [(1, "running", job), (2, "failed", changed)]
 
 
 def test_duplicate_ids_within_and_across_pages_last_wins(engine: sa.Engine) -> None:
