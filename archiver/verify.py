@@ -240,6 +240,8 @@ def differs(table: str, seq: int, said: JSONObj, fields: Iterable[tuple[str, Any
         return "the record is of another link"
     for k, value in fields:
         if k == "raw":
+            if value is None:  # its own raw is NULL and no row of jobs holds it
+                return "raw_sha256: its JSON is missing (neither it nor a row of jobs holds it)"
             k, value = "raw_sha256", chain.sha256(value)
         told = said.get(k, UNSAID)
         if told is UNSAID:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import JSON, Column, Connection, Table, case, func, select
+from sqlalchemy import JSON, Column, Connection, Table, case, exists, func, select
 
 from archiver import chain, normalize, store
 from archiver.models import CHILD_TABLES, job_history, jobs
@@ -56,6 +56,9 @@ def check_jobs(conn: Connection, v: "Verdict", batch: int = 2000) -> None:
             if wrong:
                 v.fail("current", f"job {job_id}: {wrong}")
     notes.counts.clear()
+    gone = select(h.job_id).where(~exists().where(jobs.c.id == h.job_id)).limit(1)
+    for job_id in conn.execute(gone).scalars():  # archiver never deletes a job
+        v.fail("current", f"job {job_id}: it has history rows but no row in jobs (deleted?)")
 
 
 def record_digest(conn: Connection, record: Column[Any]) -> Any:

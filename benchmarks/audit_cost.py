@@ -4,8 +4,10 @@
         --verify-jobs 1000000 [--postgres URL]
 
 1. A first sync of `--jobs` jobs (no details) into a fresh SQLite archive, by this checkout and by
-   the `--baseline` commit (checked out in a temporary git worktree, run with this venv), taking
-   turns going first; medians of `--runs`, and the ratio.
+   the `--baseline` commit (checked out in a temporary git worktree, run with this venv, with
+   `--baseline-patch` applied if given), taking turns going first; medians of `--runs`, and the
+   ratio. `--baseline HEAD --baseline-patch benchmarks/no_chain.patch` measures the chain alone:
+   the same code with no link written and no digest taken.
 2. `archiver verify` of an archive holding `--verify-jobs` jobs (one history row each, plus their
    runs): the archive is made by one `archiver sync`, then verify runs in a fresh process (wall,
    CPU, peak RSS), on SQLite and, with --postgres, on a fresh PostgreSQL database.
@@ -37,13 +39,17 @@ def sync_argv(db: str) -> list[str]:
     return [sys.executable, "-m", "archiver", "sync", f"--page-size={LIMIT}", "--no-details", "--db", db]
 
 
-def side_by_side(n: int, runs: int, baseline: str, tmp: Path, env: dict[str, str]) -> None:
+def side_by_side(
+    n: int, runs: int, baseline: str, tmp: Path, env: dict[str, str], patch: str | None = None
+) -> None:
     base = tmp / "baseline"
     subprocess.run(
         ["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(base), baseline], check=True
     )
+    if patch:
+        subprocess.run(["git", "-C", str(base), "apply", str(Path(patch).resolve())], check=True)
     try:
-        trees = {"this checkout": ROOT, f"baseline {baseline}": base}
+        trees = {"this checkout": ROOT, f"baseline {baseline}" + (f" + {patch}" if patch else ""): base}
         for tree in trees.values():  # each child imports the archiver of its own tree
             probe = [sys.executable, "-c", "import archiver; print(archiver.__file__)"]
             where = subprocess.run(probe, cwd=tree, env=env | {"PYTHONPATH": str(tree)}, capture_output=True)
@@ -98,6 +104,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--baseline", default="8d24b2e", help="the commit before the audit chain")
+    parser.add_argument(
+        "--baseline-patch", help="applied to the baseline: benchmarks/no_chain.patch takes the chain out"
+    )
     parser.add_argument("--verify-jobs", type=int, default=1_000_000)
     parser.add_argument("--postgres", help="an admin URL: a fresh database is made and dropped")
     args = parser.parse_args()
@@ -116,7 +125,7 @@ def main() -> None:
                     "PORTKEY_VIRTUAL_KEY": AUTH_HEADERS["x-portkey-virtual-key"],
                 }
                 if act == "sync":
-                    side_by_side(n, args.runs, args.baseline, tmp, env)
+                    side_by_side(n, args.runs, args.baseline, tmp, env, args.baseline_patch)
                     continue
                 header = "| database | links | sync s | verify wall s | verify cpu s | peak RSS MB | intact |"
                 print(f"\n`archiver verify` of an archive of {n:,} jobs (made by one first sync):")

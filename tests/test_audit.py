@@ -238,6 +238,56 @@ def test_a_sync_that_changes_a_job_moves_its_old_json_into_the_history(
     assert failures(archive, log) == {}
 
 
+def delete_job_keeping_its_history(archive: Archive) -> tuple[str, int]:
+    """Delete a job's row, foreign keys (their cascade) off: its id, its newest history row's seq."""
+    _, newest = newest_and_older(archive)
+    with archive.engine().connect() as conn:
+        job_id, seq = conn.execute(
+            sa.select(job_history.c.job_id, job_history.c.seq).where(job_history.c.id == newest)
+        ).one()
+    engine = archive.engine(write=True)
+    sqlite = engine.dialect.name == "sqlite"
+    driver = engine.raw_connection()  # SQLite: autocommit, so the pragma is outside a transaction
+    try:
+        cursor = driver.cursor()
+        cursor.execute("PRAGMA foreign_keys = OFF" if sqlite else "SET session_replication_role = replica")
+        cursor.execute(f"DELETE FROM jobs WHERE id = {'?' if sqlite else '%s'}", (job_id,))
+        cursor.execute("PRAGMA foreign_keys = ON" if sqlite else "SET session_replication_role = origin")
+        driver.commit()
+    finally:
+        driver.close()
+    return job_id, seq
+
+
+def test_a_job_deleted_without_its_history_is_caught_at_its_seq_not_raised(
+    archived: tuple[Archive, Path],
+) -> None:
+    archive, log = archived
+    job_id, seq = delete_job_keeping_its_history(archive)
+    found = failures(archive, log)
+    assert set(found) == {"record", "current"}
+    assert found["record"] == f"seq {seq} (job_history): raw_sha256: its JSON is missing" + (
+        " (neither it nor a row of jobs holds it)"
+    )
+    assert found["current"] == f"job {job_id}: it has history rows but no row in jobs (deleted?)"
+
+
+def test_the_readme_auditors_script_catches_a_job_deleted_without_its_history(
+    archived: tuple[Archive, Path], tmp_path: Path
+) -> None:
+    archive, log = archived
+    script = tmp_path / "audit.py"
+    script.write_text(readme_block("auditor's script"))
+    _, seq = delete_job_keeping_its_history(archive)
+    bad = run_cli_script(script, auditor_target(archive), log)
+    assert (bad.returncode, bad.stderr) == (1, f"broken at seq {seq}\n")
+
+
+def auditor_target(archive: Archive) -> str:
+    url = archive.url.render_as_string(hide_password=False).replace("+psycopg", "")
+    return url.removeprefix("sqlite:///")
+
+
 def history_json(archive: Archive, job_id: str) -> list[str]:
     with archive.engine().connect() as conn:
         query = sa.select(chain.history_raw()).where(job_history.c.job_id == job_id)
@@ -431,8 +481,7 @@ def test_the_readme_auditors_script_checks_the_chain_without_archiver(
     archive, log = archived
     script = tmp_path / "audit.py"
     script.write_text(readme_block("auditor's script"))
-    url = archive.url.render_as_string(hide_password=False).replace("+psycopg", "")
-    target = url.removeprefix("sqlite:///")
+    target = auditor_target(archive)
     ok = run_cli_script(script, target, log)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("chain intact: ")
