@@ -45,7 +45,9 @@ def check_jobs(conn: Connection, v: "Verdict", batch: int = 2000) -> None:
         .order_by(jobs.c.id)
         .limit(batch)
     )
+    with_history = 0
     while rows := [tuple(r) for r in conn.execute(query.where(jobs.c.id > first))]:
+        with_history += sum(r[-1] is not None for r in rows)
         low, first = first, rows[-1][0]
         kids = children(conn, low, first)
         for row in rows:
@@ -56,9 +58,11 @@ def check_jobs(conn: Connection, v: "Verdict", batch: int = 2000) -> None:
             if wrong:
                 v.fail("current", f"job {job_id}: {wrong}")
     notes.counts.clear()
-    gone = select(h.job_id).where(~exists().where(jobs.c.id == h.job_id)).limit(1)
-    for job_id in conn.execute(gone).scalars():  # archiver never deletes a job
-        v.fail("current", f"job {job_id}: it has history rows but no row in jobs (deleted?)")
+    # archiver never deletes a job: more jobs in the history than jobs with history rows is a tamper
+    if conn.execute(select(func.count(h.job_id.distinct()))).scalar_one() > with_history:
+        gone = select(h.job_id).where(~exists().where(jobs.c.id == h.job_id)).limit(1)
+        for job_id in conn.execute(gone).scalars():
+            v.fail("current", f"job {job_id}: it has history rows but no row in jobs (deleted?)")
 
 
 def record_digest(conn: Connection, record: Column[Any]) -> Any:
