@@ -1,23 +1,28 @@
 """The audit trail on SQLite and PostgreSQL: every tamper an insider could make is caught by
 `archiver verify`; a consistent rewrite only against checkpoints kept elsewhere; signatures."""
 
+import contextlib
 import json
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from archiver import Archive, Portkey, chain, dashboard
+from archiver import Archive, Portkey, chain, dashboard, db
 from archiver.fake_details import add_details
 from archiver.models import chain_head, job_history, jobs, sync_runs
-from tests.conftest import cli_env, run_cli
+from tests.conftest import PG_URL, cli_env, run_cli
 from tests.fake_api import API_KEY, VIRTUAL_KEY, FakeApi, add_new_jobs, finish_job, make_jobs
 
 
@@ -37,28 +42,84 @@ def write_keys(tmp_path: Path, name: str = "archiver") -> tuple[Path, Path]:
     return private, public
 
 
-def history(fake: FakeApi, archive: Archive, base_url: str, log: Path, key: Path | None = None) -> None:
-    """Three runs: a first sync with details, jobs finishing and arriving, then a no-op."""
+def history(
+    fake: FakeApi, archive: Archive | None, base_url: str, log: Path, key: Path | None = None
+) -> None:
+    """Three runs: a first sync with details, jobs finishing and arriving, then a no-op (with no
+    `archive`, only what the API does meanwhile: the fake as the runs would have left it)."""
     route = Portkey(api_key=API_KEY, virtual_key=VIRTUAL_KEY, base_url=base_url)
     fake.jobs = make_jobs(25, seed=7)
     for job in fake.jobs[:10]:
         finish_job(job)
     add_details(fake, seed=7)
     for _ in range(2):
-        archive.sync(route, checkpoint_log=log, signing_key=key, parallel=1)
+        if archive:
+            archive.sync(route, checkpoint_log=log, signing_key=key, parallel=1)
         for job in fake.jobs[10:14]:
             finish_job(job)
         add_new_jobs(fake.jobs, 3, random.Random(7))
-    archive.sync(route, checkpoint_log=log, signing_key=key)
+    if archive:
+        archive.sync(route, checkpoint_log=log, signing_key=key)
+
+
+# The archive `history` makes, once per backend (and test worker): (a SQLite file or a PostgreSQL
+# database to copy, the checkpoint log's text). Each test tampers with a copy of its own.
+MADE: dict[str, tuple[str, str]] = {}
 
 
 @pytest.fixture
 def archived(db_url: str, fake: FakeApi, base_url: str, tmp_path: Path) -> Iterator[tuple[Archive, Path]]:
-    archive = Archive(db_url)
     log = tmp_path / "checkpoints.log"
-    history(fake, archive, base_url, log)
+    backend = "postgresql" if "://" in db_url else "sqlite"
+    if backend not in MADE:
+        made = made_archive(backend)
+        archive = Archive(made)
+        history(fake, archive, base_url, log)
+        archive.close()
+        MADE[backend] = made, log.read_text()
+    else:
+        history(fake, None, base_url, log)
+    made, text = MADE[backend]
+    copy_archive(made, db_url)
+    log.write_text(text)
+    archive = Archive(db_url)
     yield archive, log
     archive.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def drop_made() -> Iterator[None]:
+    yield
+    for made, _ in MADE.values():
+        if "://" not in made:
+            shutil.rmtree(Path(made).parent)
+            continue
+        with contextlib.closing(psycopg.connect(PG_URL, autocommit=True)) as conn:
+            conn.execute(f'DROP DATABASE "{sa.make_url(made).database}" WITH (FORCE)')
+    MADE.clear()
+
+
+def made_archive(backend: str) -> str:
+    """Where the archive to copy is made: a database on the server, or a file in a directory of
+    its own (drop_made removes them)."""
+    if backend == "sqlite":
+        return str(Path(tempfile.mkdtemp(prefix="archiver-audit-")) / "made.db")
+    with contextlib.closing(psycopg.connect(PG_URL, autocommit=True)) as conn:
+        name = f"archiver_audit_{uuid.uuid4().hex[:12]}"
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return db.parse_url(PG_URL).set(database=name).render_as_string(hide_password=False)  # type: ignore[arg-type]
+
+
+def copy_archive(made: str, to: str) -> None:
+    if "://" not in made:
+        for suffix in ("", "-wal"):  # closed, SQLite has emptied its write-ahead log: in case not
+            if Path(made + suffix).exists():
+                shutil.copyfile(made + suffix, to + suffix)
+        return
+    source, target = (sa.make_url(u).database for u in (made, to))
+    with contextlib.closing(psycopg.connect(PG_URL, autocommit=True)) as conn:
+        conn.execute(f'DROP DATABASE "{target}"')
+        conn.execute(f'CREATE DATABASE "{target}" TEMPLATE "{source}"')
 
 
 def sql(archive: Archive, statement: str, **params: Any) -> Any:

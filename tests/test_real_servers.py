@@ -274,7 +274,8 @@ def test_a_run_that_could_not_refresh_a_job_exits_5_and_says_which_and_since_whe
 ) -> None:
     fake.jobs = in_flight_deep(300, 250, seed=174)
     broken = fake.jobs[250]["id"]
-    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url)
+    # the refreshes are what is tested: no details, and the failing GET's five retries in a moment
+    env = cli_env(base_url, ARCHIVER_DATABASE_URL=db_url, ARCHIVER_DETAILS="0", ARCHIVER_RETRY_BACKOFF="0.01")
     assert run_cli("sync", env=env).returncode == 0
     fake.get_faults[broken] = deque([error_reply(500, "Something went wrong")] * 6)
     done = run_cli("sync", "--json", env=env)
