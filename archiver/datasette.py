@@ -137,7 +137,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "observed_at": "When it was seen (Unix seconds)",
             "status": "The job's status then",
             "content_hash": "The job's content hash then",
-            "raw": "The job as sent then (JSON); empty in the job's newest row: see jobs.raw",
+            "raw": "The job as sent then (JSON); NULL in the job's newest row, whose JSON is jobs.raw",
             "observed_via": "The route that sent it: list, or get (a single-job GET); empty before 0008",
             **CHAIN,
         },
@@ -201,7 +201,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "alembic_version": ("The archive's schema revision (set by the migrations)", {"version_num": "Revision"}),
     "job_summary": ("View: one row per job with readable times, duration, error and W&B project", SUMMARY),
     "job_history_fields": (
-        "View: every observed version of a job with the fields that change, from job_history.raw",
+        "View: every observed version of a job with the fields that change, from its JSON"
+        " (job_history.raw, or jobs.raw for the newest)",
         {
             "id": "The observation (job_history.id)",
             **JOB_ID,

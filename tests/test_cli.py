@@ -226,7 +226,10 @@ def test_runs_and_status(db_url: str, fake: FakeApi, base_url: str) -> None:
             f"archiver: error: no archive at {db_url}: run `archiver sync` first\n",
         )
     assert run_cli("runs", env=env).returncode == 2
-    assert run_cli("db", "upgrade", env=env).returncode == 0
+    upgraded, again = (run_cli("db", "upgrade", env=env) for _ in range(2))
+    assert (upgraded.returncode, again.returncode) == (0, 0)
+    assert upgraded.stderr.startswith(f"Migrated the archive's schema from empty to {db.head()} (head) in ")
+    assert again.stderr.startswith(f"Schema at {db.head()} (head) in ")
     never = run_cli("status", env=env)
     assert (never.returncode, verdict_of(never.stdout)) == (1, "STALE: never synced successfully\n")
     assert run_cli("sync", env=env).returncode == 0

@@ -53,8 +53,9 @@ def db_upgrade(database: str) -> None:
     from archiver.db import show_url
 
     with open_archive(database) as archive:
-        archive.upgrade()
-        note(f"Schema at {archive.revision()} (head) in {show_url(archive.url)}")
+        old = archive.upgrade()
+        moved = f"Migrated the archive's schema from {old} to" if old else "Schema at"
+        note(f"{moved} {archive.revision()} (head) in {show_url(archive.url)}")
 
 
 @db_group.command("current", short_help="Print the schema revision.")
