@@ -198,6 +198,14 @@ def record_routes(
     return len(new)
 
 
+# A history row whose JSON is its job's jobs.raw (the newest) takes that JSON as its own.
+keep_raw = (
+    update(job_history)
+    .where(job_history.c.raw.is_(None))
+    .values(raw=select(jobs.c.raw).where(jobs.c.id == job_history.c.job_id).scalar_subquery())
+)
+
+
 def write_jobs(
     conn: Connection,
     page: list[Job],
@@ -244,14 +252,6 @@ def write_jobs(
         for table in reversed(CHILD_TABLES):  # parents before children
             executemany(conn, table, children[table])
         executemany(conn, job_history, versions)
-
-
-# A history row whose JSON is its job's jobs.raw (the newest) takes that JSON as its own.
-keep_raw = (
-    update(job_history)
-    .where(job_history.c.raw.is_(None))
-    .values(raw=select(jobs.c.raw).where(jobs.c.id == job_history.c.job_id).scalar_subquery())
-)
 
 
 def rederive_all(conn: Connection, batch: int = 1000) -> None:

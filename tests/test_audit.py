@@ -7,22 +7,19 @@ import random
 import shutil
 import subprocess
 import sys
-import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from archiver import Archive, Portkey, chain, dashboard, db
+from archiver import Archive, Portkey, chain, dashboard
 from archiver.fake_details import add_details
 from archiver.models import chain_head, job_history, jobs, sync_runs
-from tests.conftest import PG_URL, cli_env, run_cli
+from tests.conftest import cli_env, pg_admin, run_cli, scratch_database
 from tests.fake_api import API_KEY, VIRTUAL_KEY, FakeApi, add_new_jobs, finish_job, make_jobs
 
 
@@ -65,14 +62,26 @@ def history(
 # The archive `history` makes, once per backend (and test worker): (a SQLite file or a PostgreSQL
 # database to copy, the checkpoint log's text). Each test tampers with a copy of its own.
 MADE: dict[str, tuple[str, str]] = {}
+MADE_DATABASES = contextlib.ExitStack()  # conftest's scratch databases, dropped with the module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def drop_made() -> Iterator[None]:
+    with MADE_DATABASES:
+        yield
+    MADE.clear()
 
 
 @pytest.fixture
-def archived(db_url: str, fake: FakeApi, base_url: str, tmp_path: Path) -> Iterator[tuple[Archive, Path]]:
+def archived(
+    db_url: str, fake: FakeApi, base_url: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Archive, Path]]:
     log = tmp_path / "checkpoints.log"
     backend = "postgresql" if "://" in db_url else "sqlite"
     if backend not in MADE:
-        made = made_archive(backend)
+        made = MADE_DATABASES.enter_context(
+            scratch_database(backend, tmp_path_factory.mktemp("made") / "a.db")
+        )
         archive = Archive(made)
         history(fake, archive, base_url, log)
         archive.close()
@@ -87,29 +96,6 @@ def archived(db_url: str, fake: FakeApi, base_url: str, tmp_path: Path) -> Itera
     archive.close()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def drop_made() -> Iterator[None]:
-    yield
-    for made, _ in MADE.values():
-        if "://" not in made:
-            shutil.rmtree(Path(made).parent)
-            continue
-        with contextlib.closing(psycopg.connect(PG_URL, autocommit=True)) as conn:
-            conn.execute(f'DROP DATABASE "{sa.make_url(made).database}" WITH (FORCE)')
-    MADE.clear()
-
-
-def made_archive(backend: str) -> str:
-    """Where the archive to copy is made: a database on the server, or a file in a directory of
-    its own (drop_made removes them)."""
-    if backend == "sqlite":
-        return str(Path(tempfile.mkdtemp(prefix="archiver-audit-")) / "made.db")
-    with contextlib.closing(psycopg.connect(PG_URL, autocommit=True)) as conn:
-        name = f"archiver_audit_{uuid.uuid4().hex[:12]}"
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return db.parse_url(PG_URL).set(database=name).render_as_string(hide_password=False)  # type: ignore[arg-type]
-
-
 def copy_archive(made: str, to: str) -> None:
     if "://" not in made:
         for suffix in ("", "-wal"):  # closed, SQLite has emptied its write-ahead log: in case not
@@ -117,9 +103,12 @@ def copy_archive(made: str, to: str) -> None:
                 shutil.copyfile(made + suffix, to + suffix)
         return
     source, target = (sa.make_url(u).database for u in (made, to))
-    with contextlib.closing(psycopg.connect(PG_URL, autocommit=True)) as conn:
-        conn.execute(f'DROP DATABASE "{target}"')
-        conn.execute(f'CREATE DATABASE "{target}" TEMPLATE "{source}"')
+    admin = pg_admin()
+    assert admin is not None
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE "{target}"')
+        conn.exec_driver_sql(f'CREATE DATABASE "{target}" TEMPLATE "{source}"')
+    admin.dispose()
 
 
 def sql(archive: Archive, statement: str, **params: Any) -> Any:
